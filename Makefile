@@ -1,0 +1,55 @@
+# Quick start: `make demo` runs the main job, `make test` runs the test suite. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_VERSION := 2.13.0
+DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind11 "scikit-build-core>=0.10" ninja
+STAMP := $(VENV)/.torchsched-deps
+
+.PHONY: venv build test test-core test-gpu bench bench-gpu demo gallery check-wheel clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch only when missing: the pinned version resolves to the local CPU wheel on these machines.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
+	$(PIP) install -q $(DEV_DEPS)
+	$(PY) -c "import torch_lr_finder" 2>/dev/null || $(PIP) install -q --no-deps torch-lr-finder
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Editable install: Python sources are used in place; the C++/CUDA core is rebuilt under build/.
+build: $(STAMP)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+
+test: build
+	$(PY) -m pytest -q tests bench
+
+test-core: build
+	$(PY) -m pytest -q tests/test_core.py tests/test_schedules.py tests/test_golden.py
+
+# On a machine with a CUDA GPU: the device tests, with host syncs turned into errors inside them.
+test-gpu: build
+	$(PY) -m pytest -q -m cuda tests
+
+bench: build
+	$(PY) -m pytest -q bench --benchmark-enable --benchmark-columns=min,median,mean,rounds --benchmark-group-by=group
+
+bench-gpu: build
+	$(PY) bench/gpu_bench.py
+
+demo: build
+	$(PY) -m torchsched demo
+
+gallery: build
+	$(PY) -m torchsched gallery
+
+# The wheel's extension must need neither libtorch nor a shared CUDA runtime.
+check-wheel: $(STAMP)
+	rm -rf dist && $(PIP) wheel -q --no-build-isolation --no-deps -w dist .
+	$(PY) tools/check_wheel.py dist/*.whl
+
+clean:
+	rm -rf build dist .pytest_cache .benchmarks .hypothesis

@@ -1,0 +1,39 @@
+// torchsched engines: the loop over param groups, on the host and (when built) as one CUDA kernel.
+// Both call the formulas in formulas.hpp and nothing else.
+#pragma once
+
+#include <cstdint>
+
+#include "formulas.hpp"
+
+namespace torchsched {
+
+// Element type of a destination buffer (the LR tensors the optimizer reads).
+enum DType : int32_t { DT_FLOAT32 = 0, DT_FLOAT64 = 1 };
+
+// Rejects a malformed program with std::invalid_argument: unknown codes, subtree sizes that do not
+// nest, tables out of bounds, nesting deeper than kMaxDepth, non-finite parameters, roots out of range.
+void validate_program(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux,
+                      const int32_t* roots, int64_t n_roots);
+
+// The program's value at each of `steps` (all >= 0), into out[n].
+void evaluate_steps(const Op* ops, const double* aux, int32_t root, const int64_t* steps, int64_t n,
+                    double prev, double* out);
+
+// out[g] = scale[g] * program_g(step) for every group g, in float64 into `mirror` and in `dtype` into
+// `out`. prev (for chainable rules) comes from `out` when read_prev is set, otherwise from `mirror`.
+void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
+                      int64_t groups, int64_t step, double* mirror, void* out, int32_t dtype,
+                      bool read_prev);
+
+// The CUDA engine: one launch on `stream` (a cudaStream_t as an integer). Every pointer is device
+// memory. Unless *found_inf (float32, may be null) is non-zero, the launch advances *step by one; it
+// then writes every group's LR for the (new) step. Only defined when built with CUDA.
+bool cuda_built();
+bool cuda_available();
+void advance_groups_cuda(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
+                         int64_t groups, int64_t* step, unsigned int* blocks_done, double* mirror,
+                         void* out, int32_t dtype, bool read_prev, const float* found_inf,
+                         bool advance, std::uintptr_t stream);
+
+}  // namespace torchsched

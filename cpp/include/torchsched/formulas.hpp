@@ -1,0 +1,424 @@
+// torchsched: the one place where schedule formulas live.
+//
+// Every family is a TS_HD function of the step. The CPU engine, the CUDA kernel and the host mirror
+// all call these, so a CPU test of a formula is a test of what the GPU computes. Plain structs only:
+// no STL, no exceptions, no allocation, no I/O (this header is compiled by nvcc for the device too).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define TS_HD __host__ __device__ inline
+#else
+#define TS_HD inline
+#endif
+
+namespace torchsched {
+
+constexpr double kPi = 3.14159265358979323846;
+constexpr int kNumParams = 8;
+constexpr int kMaxDepth = 16;  // nesting of sequence/shift nodes a program may use
+
+// One node of a compiled schedule program. Programs are laid out in pre-order: a combinator is
+// followed by its children, and `size` counts the node plus its whole subtree, so the next sibling
+// of node i is i + ops[i].size. Tables (milestones, points, boundaries) live in a shared `aux` array.
+struct Op {
+  int32_t code;  // OpCode
+  int32_t size;  // nodes in this subtree, itself included
+  int32_t a;     // aux offset (table families, sequence boundaries)
+  int32_t b;     // table length, or number of children
+  double p[kNumParams];
+};
+static_assert(sizeof(Op) == 16 + 8 * kNumParams, "Op must match the Python record layout");
+
+enum OpCode : int32_t {
+  // ---- leaves: closed forms of the step -------------------------------------------------------
+  OP_CONSTANT = 0,        // p0 value
+  OP_STEP = 1,            // p0 init, p1 step_size, p2 gamma: init * gamma^floor(t / step_size)
+  OP_PIECEWISE_CONST = 2, // aux[a..a+b) boundaries, aux[a+b..a+2b] values; p0 1 = switch after b (Keras)
+  OP_EXPONENTIAL = 3,     // p0 init, p1 rate, p2 steps, p3 begin, p4 staircase, p5 bound (NaN: none)
+  OP_POLYNOMIAL = 4,      // p0 init, p1 end, p2 steps, p3 power, p4 cycle, p5 k (time exponent)
+  OP_INVERSE_TIME = 5,    // p0 init, p1 rate, p2 steps, p3 staircase
+  OP_INVERSE_POWER = 6,   // p0 init, p1 steps, p2 gamma
+  OP_INVERSE_SQRT = 7,    // p0 init, p1 timescale
+  OP_COSINE = 8,          // p0 init, p1 final, p2 steps, p3 exponent, p4 cycles, p5 clamp, p6 k
+  OP_COSINE_RESTARTS = 9, // p0 init, p1 final, p2 first period, p3 period mult, p4 decay, p5 limit,
+                          // p6 1 = decay the swing (Keras) / 0 = decay the peak (timm), p7 k
+  OP_CYCLIC = 10,         // p0 base, p1 max, p2 step_up, p3 step_down, p4 mode, p5 gamma, p6 by-iteration
+  OP_WARMUP = 11,         // p0 init, p1 peak, p2 steps, p3 shape (0 linear, 1 exponential, 2 constant)
+  OP_ANNEAL = 12,         // p0 start, p1 end, p2 steps, p3 shape (0 linear, 1 cosine, 2 1-sqrt, 3 exponential)
+  OP_INTERP = 13,         // aux[a..a+b) times, aux[a+b..a+2b) values; p0 0 linear / 1 cosine
+  OP_TANH = 14,           // p0 init, p1 final, p2 steps, p3 lb, p4 ub
+  // ---- torch's chainable rules: the new LR from the previous one (ctx.prev) --------------------
+  OP_TORCH_STEP = 20,        // p0 step_size, p1 gamma
+  OP_TORCH_MULTISTEP = 21,   // aux[a..a+b) sorted milestones (repeats allowed), p0 gamma
+  OP_TORCH_CONSTANT = 22,    // p0 factor, p1 total_iters
+  OP_TORCH_LINEAR = 23,      // p0 start_factor, p1 end_factor, p2 total_iters
+  OP_TORCH_EXPONENTIAL = 24, // p0 gamma
+  OP_TORCH_POLYNOMIAL = 25,  // p0 total_iters, p1 power
+  OP_TORCH_COSINE = 26,      // p0 base lr, p1 eta_min, p2 T_max
+  OP_TORCH_SWA = 27,         // p0 swa_lr, p1 anneal_epochs, p2 0 cos / 1 linear
+  OP_LEAF_END = 28,
+  // ---- combinators --------------------------------------------------------------------------
+  OP_PRODUCT = 40,   // b children, multiplied
+  OP_SCALE = 41,     // p0 factor times the one child
+  OP_SEQUENCE = 42,  // b children; aux[a..a+b-1) boundaries; piece k runs on t - boundary[k-1]
+  OP_SHIFT = 43,     // the one child runs on t + p0
+  OP_CODE_END = 44,
+};
+
+struct Ctx {
+  double prev;  // the LR the group had before this step (chainable rules only)
+};
+
+// ---- small helpers --------------------------------------------------------------------------
+TS_HD double ts_min(double a, double b) { return a < b ? a : b; }
+TS_HD double ts_max(double a, double b) { return a > b ? a : b; }
+TS_HD double ts_clamp01(double x) { return ts_min(1.0, ts_max(0.0, x)); }
+
+// Number of entries of sorted table[0..n) that are <= t (or < t when strict).
+TS_HD int32_t count_passed(const double* table, int32_t n, double t, bool strict) {
+  int32_t lo = 0, hi = n;  // binary search: first index whose entry is past t
+  while (lo < hi) {
+    int32_t mid = (lo + hi) / 2;
+    bool passed = strict ? (table[mid] < t) : (table[mid] <= t);
+    if (passed) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+// ---- leaf families ---------------------------------------------------------------------------
+
+TS_HD double step_decay(const double* p, double t) {
+  return p[0] * pow(p[2], floor(t / p[1]));
+}
+
+// torch MultiStepLR / optax piecewise_constant switch at t == boundary; Keras PiecewiseConstantDecay
+// switches one step later (its boundaries are inclusive on the left piece).
+TS_HD double piecewise_constant(const double* p, const double* aux, int32_t a, int32_t n, double t) {
+  int32_t k = count_passed(aux + a, n, t, p[0] != 0.0);
+  return aux[a + n + k];
+}
+
+// optax exponential_decay (TF/Keras ExponentialDecay is begin = 0, no bound).
+TS_HD double exponential_decay(const double* p, double t) {
+  double count = t - p[3];
+  if (count <= 0.0) return p[0];
+  double e = count / p[2];
+  if (p[4] != 0.0) e = floor(e);
+  double v = p[0] * pow(p[1], e);
+  double bound = p[5];
+  if (bound == bound) v = (p[1] < 1.0) ? ts_max(v, bound) : ts_min(v, bound);  // NaN: no bound
+  return v;
+}
+
+// (init - end) * (1 - (t/T)^k)^power + end; with cycle, T grows to the next multiple (Keras).
+TS_HD double polynomial_decay(const double* p, double t) {
+  double steps = p[2];
+  if (p[4] != 0.0) {
+    double m = (t == 0.0) ? 1.0 : ceil(t / steps);
+    steps *= m;
+  } else {
+    t = ts_min(t, steps);
+  }
+  double frac = (p[5] == 1.0) ? t / steps : pow(t, p[5]) / pow(steps, p[5]);
+  return (p[0] - p[1]) * pow(1.0 - frac, p[3]) + p[1];
+}
+
+TS_HD double inverse_time_decay(const double* p, double t) {
+  double e = t / p[2];
+  if (p[3] != 0.0) e = floor(e);
+  return p[0] / (1.0 + p[1] * e);
+}
+
+TS_HD double inverse_power_decay(const double* p, double t) {
+  return p[0] * pow(1.0 + t / p[1], -p[2]);
+}
+
+// Transformers' inverse_sqrt after warmup, on its local clock: init / sqrt((t + timescale) / timescale).
+TS_HD double inverse_sqrt_decay(const double* p, double t) {
+  return p[0] / sqrt((t + p[1]) / p[1]);
+}
+
+// final + (init - final) * c^exponent, c = (1 + cos(2 pi cycles (t/T)^k)) / 2. cycles = 0.5 is one
+// half cosine over T. clamp holds the final value past T (optax, Keras); without it the cosine goes on
+// (torch's closed form, Transformers).
+TS_HD double cosine_decay(const double* p, double t) {
+  double steps = p[2];
+  if (p[5] != 0.0) t = ts_min(t, steps);
+  double frac = (p[6] == 1.0) ? t / steps : pow(t, p[6]) / pow(steps, p[6]);
+  double c = 0.5 * (1.0 + cos(kPi * (2.0 * p[4] * frac)));
+  if (p[3] != 1.0) c = pow(c, p[3]);
+  return p[1] + (p[0] - p[1]) * c;
+}
+
+// Index of the restart cycle that holds t, and where that cycle starts and how long it is.
+TS_HD void restart_cycle(double t, double first, double mult, double* index, double* start, double* period) {
+  if (mult == 1.0) {
+    double i = floor(t / first);
+    *index = i; *start = i * first; *period = first;
+    return;
+  }
+  // Closed form as timm and Keras write it, then nudged so that rounding never puts t in the wrong cycle.
+  double i = floor(log(1.0 - t / first * (1.0 - mult)) / log(mult));
+  if (i < 0.0) i = 0.0;
+  for (int k = 0; k < 2; ++k) {
+    if (first * (1.0 - pow(mult, i + 1.0)) / (1.0 - mult) <= t) i += 1.0;
+    if (i > 0.0 && first * (1.0 - pow(mult, i)) / (1.0 - mult) > t) i -= 1.0;
+  }
+  *index = i;
+  *start = first * (1.0 - pow(mult, i)) / (1.0 - mult);
+  *period = first * pow(mult, i);
+}
+
+TS_HD double cosine_restarts(const double* p, double t) {
+  double i, start, period;
+  restart_cycle(t, p[2], p[3], &i, &start, &period);
+  double limit = p[5];
+  if (limit > 0.0 && i >= limit) return p[1];
+  double frac = (t - start) / period;
+  if (p[7] != 1.0) frac = pow(t - start, p[7]) / pow(period, p[7]);
+  double c = 0.5 * (1.0 + cos(kPi * frac));
+  double gamma = pow(p[4], i);
+  if (p[6] != 0.0) return p[1] + (p[0] - p[1]) * gamma * c;  // Keras: the swing shrinks
+  return p[1] + (p[0] * gamma - p[1]) * c;                     // timm: the peak shrinks
+}
+
+// torch CyclicLR, in torch's order of operations. mode 0 triangular, 1 triangular2, 2 exp_range.
+TS_HD double cyclic(const double* p, double t) {
+  double total = p[2] + p[3];
+  double ratio = p[2] / total;
+  double cycle = floor(1.0 + t / total);
+  double x = 1.0 + t / total - cycle;
+  double scale = (x <= ratio) ? x / ratio : (x - 1.0) / (ratio - 1.0);
+  double height = (p[1] - p[0]) * scale;
+  double arg = (p[6] != 0.0) ? t : cycle;
+  double fn = 1.0;
+  if (p[4] == 1.0) fn = 1.0 / pow(2.0, arg - 1.0);
+  else if (p[4] == 2.0) fn = pow(p[5], arg);
+  return p[0] + height * fn;
+}
+
+// Warmup from init to peak over `steps`, then peak. Shapes: linear, exponential (geometric), constant.
+TS_HD double warmup(const double* p, double t) {
+  if (t >= p[2]) return p[1];
+  double frac = t / p[2];
+  if (p[3] == 1.0) return p[0] * pow(p[1] / p[0], frac);
+  if (p[3] == 2.0) return p[0];
+  return p[0] + (p[1] - p[0]) * frac;
+}
+
+// Anneal from start to end over `steps`, then end. Shapes: linear, cosine, 1-sqrt, exponential.
+TS_HD double anneal(const double* p, double t) {
+  double frac = ts_min(t, p[2]) / p[2];
+  double w;  // weight of start
+  if (p[3] == 1.0) w = 0.5 * (1.0 + cos(kPi * frac));
+  else if (p[3] == 2.0) w = 1.0 - sqrt(frac);
+  else if (p[3] == 3.0) return p[0] * pow(p[1] / p[0], frac);
+  else w = 1.0 - frac;
+  return p[1] + (p[0] - p[1]) * w;
+}
+
+// Interpolation through (time, value) points; flat before the first and after the last.
+TS_HD double interpolate(const double* p, const double* aux, int32_t a, int32_t n, double t) {
+  const double* times = aux + a;
+  const double* values = aux + a + n;
+  if (t <= times[0]) return values[0];
+  if (t >= times[n - 1]) return values[n - 1];
+  int32_t k = count_passed(times, n, t, false);  // times[k-1] <= t < times[k]
+  double lo = values[k - 1], hi = values[k];
+  double frac = (t - times[k - 1]) / (times[k] - times[k - 1]);
+  if (p[0] != 0.0) return hi + (lo - hi) * 0.5 * (1.0 + cos(kPi * frac));
+  return lo + (hi - lo) * frac;
+}
+
+// timm TanhLRScheduler: final + (init - final) / 2 * (1 - tanh(lb (1 - t/T) + ub t/T)), final past T.
+TS_HD double tanh_decay(const double* p, double t) {
+  if (t >= p[2]) return p[1];
+  double tr = t / p[2];
+  return p[1] + 0.5 * (p[0] - p[1]) * (1.0 - tanh(p[3] * (1.0 - tr) + p[4] * tr));
+}
+
+// ---- torch's chainable rules (torch.optim.lr_scheduler get_lr), same order of operations --------
+
+TS_HD double torch_step(const double* p, double t, double prev) {
+  if (t == 0.0 || fmod(t, p[0]) != 0.0) return prev;
+  return prev * p[1];
+}
+
+TS_HD double torch_multistep(const double* p, const double* aux, int32_t a, int32_t n, double t, double prev) {
+  int32_t hits = count_passed(aux + a, n, t, false) - count_passed(aux + a, n, t, true);
+  if (hits == 0) return prev;
+  return prev * pow(p[0], (double)hits);
+}
+
+TS_HD double torch_constant(const double* p, double t, double prev) {
+  if (t == 0.0) return prev * p[0];
+  if (t != p[1]) return prev;
+  return prev * (1.0 / p[0]);
+}
+
+TS_HD double torch_linear(const double* p, double t, double prev) {
+  if (t == 0.0) return prev * p[0];
+  if (t > p[2]) return prev;
+  return prev * (1.0 + (p[1] - p[0]) / (p[2] * p[0] + (t - 1.0) * (p[1] - p[0])));
+}
+
+TS_HD double torch_exponential(const double* p, double t, double prev) {
+  if (t == 0.0) return prev;
+  return prev * p[0];
+}
+
+TS_HD double torch_polynomial(const double* p, double t, double prev) {
+  if (t == 0.0 || t > p[0]) return prev;
+  double f = (1.0 - t / p[0]) / (1.0 - (t - 1.0) / p[0]);
+  return prev * pow(f, p[1]);
+}
+
+TS_HD double torch_cosine(const double* p, double t, double prev) {
+  double base = p[0], eta_min = p[1], T = p[2];
+  if (t == 0.0) return prev;
+  if (fmod(t - 1.0 - T, 2.0 * T) == 0.0)
+    return prev + (base - eta_min) * (1.0 - cos(kPi / T)) / 2.0;
+  return (1.0 + cos(kPi * t / T)) / (1.0 + cos(kPi * (t - 1.0) / T)) * (prev - eta_min) + eta_min;
+}
+
+// torch.optim.swa_utils.SWALR; t is the scheduler's step count minus one.
+TS_HD double swa_alpha(double x, double linear) {
+  return linear != 0.0 ? x : (1.0 - cos(kPi * x)) / 2.0;
+}
+TS_HD double torch_swa(const double* p, double t, double prev) {
+  double swa_lr = p[0], anneal_epochs = p[1];
+  double step = (anneal_epochs == 0.0) ? ts_max(1.0, t) : t;
+  double denom = ts_max(1.0, anneal_epochs);
+  double prev_alpha = swa_alpha(ts_clamp01((step - 1.0) / denom), p[2]);
+  double initial = (prev_alpha == 1.0) ? swa_lr : (prev - prev_alpha * swa_lr) / (1.0 - prev_alpha);
+  double alpha = swa_alpha(ts_clamp01(step / denom), p[2]);
+  return swa_lr * alpha + initial * (1.0 - alpha);
+}
+
+// ---- evaluation ------------------------------------------------------------------------------
+
+TS_HD double eval_leaf(const Op& op, const double* aux, double t, const Ctx& ctx) {
+  const double* p = op.p;
+  switch (op.code) {
+    case OP_CONSTANT: return p[0];
+    case OP_STEP: return step_decay(p, t);
+    case OP_PIECEWISE_CONST: return piecewise_constant(p, aux, op.a, op.b, t);
+    case OP_EXPONENTIAL: return exponential_decay(p, t);
+    case OP_POLYNOMIAL: return polynomial_decay(p, t);
+    case OP_INVERSE_TIME: return inverse_time_decay(p, t);
+    case OP_INVERSE_POWER: return inverse_power_decay(p, t);
+    case OP_INVERSE_SQRT: return inverse_sqrt_decay(p, t);
+    case OP_COSINE: return cosine_decay(p, t);
+    case OP_COSINE_RESTARTS: return cosine_restarts(p, t);
+    case OP_CYCLIC: return cyclic(p, t);
+    case OP_WARMUP: return warmup(p, t);
+    case OP_ANNEAL: return anneal(p, t);
+    case OP_INTERP: return interpolate(p, aux, op.a, op.b, t);
+    case OP_TANH: return tanh_decay(p, t);
+    case OP_TORCH_STEP: return torch_step(p, t, ctx.prev);
+    case OP_TORCH_MULTISTEP: return torch_multistep(p, aux, op.a, op.b, t, ctx.prev);
+    case OP_TORCH_CONSTANT: return torch_constant(p, t, ctx.prev);
+    case OP_TORCH_LINEAR: return torch_linear(p, t, ctx.prev);
+    case OP_TORCH_EXPONENTIAL: return torch_exponential(p, t, ctx.prev);
+    case OP_TORCH_POLYNOMIAL: return torch_polynomial(p, t, ctx.prev);
+    case OP_TORCH_COSINE: return torch_cosine(p, t, ctx.prev);
+    case OP_TORCH_SWA: return torch_swa(p, t, ctx.prev);
+    default: return 0.0;  // unreachable: programs are validated before they reach here
+  }
+}
+
+// Walks the program rooted at `root` once, without recursion: the value is the product of the leaves
+// it reaches, each on its own clock. Product visits every child; sequence and shift visit one child on
+// a shifted clock, and a frame remembers where to resume and which clock to restore.
+TS_HD double evaluate(const Op* ops, const double* aux, int32_t root, double t, const Ctx& ctx) {
+  int32_t resume_at[kMaxDepth], jump_to[kMaxDepth];
+  double saved_t[kMaxDepth];
+  int depth = 0;
+  int32_t end = root + ops[root].size;
+  int32_t i = root;
+  double acc = 1.0;
+  for (;;) {
+    while (depth > 0 && i == resume_at[depth - 1]) {
+      --depth;
+      i = jump_to[depth];
+      t = saved_t[depth];
+    }
+    if (i >= end) break;
+    const Op& op = ops[i];
+    switch (op.code) {
+      case OP_PRODUCT: ++i; break;
+      case OP_SCALE: acc *= op.p[0]; ++i; break;
+      case OP_SHIFT: {
+        resume_at[depth] = i + op.size; jump_to[depth] = i + op.size; saved_t[depth] = t; ++depth;
+        t += op.p[0];
+        ++i;
+        break;
+      }
+      case OP_SEQUENCE: {
+        int32_t k = count_passed(aux + op.a, op.b - 1, t, false);
+        int32_t child = i + 1;
+        for (int32_t c = 0; c < k; ++c) child += ops[child].size;
+        resume_at[depth] = child + ops[child].size; jump_to[depth] = i + op.size; saved_t[depth] = t; ++depth;
+        if (k > 0) t -= aux[op.a + k - 1];
+        i = child;
+        break;
+      }
+      default: acc *= eval_leaf(op, aux, t, ctx); ++i; break;
+    }
+  }
+  return acc;
+}
+
+// ---- ReduceLROnPlateau: the one metric-driven rule; state lives beside the step counter ---------
+
+struct PlateauParams {
+  double factor, threshold, eps;
+  int64_t patience, cooldown;
+  int32_t mode_max;       // 1: the metric should grow
+  int32_t threshold_rel;  // 1: relative threshold
+};
+
+struct PlateauState {
+  double best;
+  int64_t num_bad_epochs;
+  int64_t cooldown_counter;
+  int64_t last_epoch;
+};
+
+TS_HD bool plateau_is_better(const PlateauParams& q, double a, double best) {
+  if (!q.mode_max && q.threshold_rel) return a < best * (1.0 - q.threshold);
+  if (!q.mode_max) return a < best - q.threshold;
+  if (q.threshold_rel) return a > best * (q.threshold + 1.0);
+  return a > best + q.threshold;
+}
+
+// Updates the state with one metric; returns true when the LRs must be reduced this step.
+TS_HD bool plateau_observe(const PlateauParams& q, PlateauState& s, double metric) {
+  s.last_epoch += 1;
+  if (plateau_is_better(q, metric, s.best)) {
+    s.best = metric;
+    s.num_bad_epochs = 0;
+  } else {
+    s.num_bad_epochs += 1;
+  }
+  if (s.cooldown_counter > 0) {
+    s.cooldown_counter -= 1;
+    s.num_bad_epochs = 0;
+  }
+  if (s.num_bad_epochs > q.patience) {
+    s.cooldown_counter = q.cooldown;
+    s.num_bad_epochs = 0;
+    return true;
+  }
+  return false;
+}
+
+TS_HD double plateau_reduce(const PlateauParams& q, double lr, double min_lr) {
+  double new_lr = ts_max(lr * q.factor, min_lr);
+  return (lr - new_lr > q.eps) ? new_lr : lr;
+}
+
+}  // namespace torchsched

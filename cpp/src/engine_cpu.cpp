@@ -1,0 +1,112 @@
+// Host engine: the same per-group loop the CUDA kernel runs, plus program validation.
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "torchsched/engine.hpp"
+
+namespace torchsched {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
+
+bool is_leaf(int32_t code) { return (code >= OP_CONSTANT && code <= OP_TANH) || (code >= OP_TORCH_STEP && code < OP_LEAF_END); }
+bool is_combinator(int32_t code) { return code >= OP_PRODUCT && code < OP_CODE_END; }
+bool uses_table(int32_t code) { return code == OP_PIECEWISE_CONST || code == OP_INTERP || code == OP_TORCH_MULTISTEP; }
+
+// Checks the subtree at i and returns its nesting depth of clock-changing nodes.
+int check_node(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux, int64_t i, int depth) {
+  const Op& op = ops[i];
+  const std::string where = "program node " + std::to_string(i);
+  if (!is_leaf(op.code) && !is_combinator(op.code)) fail(where + ": unknown op code " + std::to_string(op.code));
+  if (op.size < 1 || i + op.size > n_ops) fail(where + ": subtree size " + std::to_string(op.size) + " out of range");
+  for (int k = 0; k < kNumParams; ++k) {
+    bool optional_bound = (op.code == OP_EXPONENTIAL && k == 5);  // NaN means "no bound"
+    if (!std::isfinite(op.p[k]) && !(optional_bound && std::isnan(op.p[k])))
+      fail(where + ": parameter " + std::to_string(k) + " is not finite");
+  }
+  if (is_leaf(op.code)) {
+    if (op.size != 1) fail(where + ": a leaf must have size 1");
+    if (uses_table(op.code)) {
+      int64_t need = (op.code == OP_TORCH_MULTISTEP) ? op.b : (op.code == OP_PIECEWISE_CONST ? 2 * op.b + 1 : 2 * op.b);
+      if (op.a < 0 || op.b < 0 || op.a + need > n_aux) fail(where + ": table out of bounds");
+      if (op.code == OP_INTERP && op.b < 1) fail(where + ": interpolation needs at least one point");
+      for (int64_t k = 1; k < op.b; ++k) {
+        if (aux[op.a + k] < aux[op.a + k - 1]) fail(where + ": table times must be sorted");
+        if (op.code == OP_INTERP && aux[op.a + k] == aux[op.a + k - 1]) fail(where + ": interpolation times must be distinct");
+      }
+      for (int64_t k = 0; k < need; ++k)
+        if (!std::isfinite(aux[op.a + k])) fail(where + ": table value is not finite");
+    }
+    return depth;
+  }
+  bool changes_clock = (op.code == OP_SEQUENCE || op.code == OP_SHIFT);
+  int here = depth + (changes_clock ? 1 : 0);
+  if (here > kMaxDepth) fail(where + ": schedules nest deeper than " + std::to_string(kMaxDepth));
+  int64_t children = 0, j = i + 1, deepest = here;
+  while (j < i + op.size) {
+    int d = check_node(ops, n_ops, n_aux, aux, j, here);
+    if (d > deepest) deepest = d;
+    j += ops[j].size;
+    ++children;
+  }
+  if (j != i + op.size) fail(where + ": children do not fill the subtree");
+  if ((op.code == OP_SCALE || op.code == OP_SHIFT) && children != 1) fail(where + ": needs exactly one child");
+  if (op.code == OP_PRODUCT && children != op.b) fail(where + ": child count mismatch");
+  if (op.code == OP_SEQUENCE) {
+    if (children != op.b || children < 1) fail(where + ": child count mismatch");
+    if (op.a < 0 || op.a + op.b - 1 > n_aux) fail(where + ": boundaries out of bounds");
+    for (int64_t k = 0; k + 1 < op.b; ++k) {
+      if (!std::isfinite(aux[op.a + k])) fail(where + ": boundary is not finite");
+      if (k > 0 && aux[op.a + k] < aux[op.a + k - 1]) fail(where + ": boundaries must be sorted");
+    }
+  }
+  return static_cast<int>(deepest);
+}
+
+}  // namespace
+
+void validate_program(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux,
+                      const int32_t* roots, int64_t n_roots) {
+  if (n_ops < 1) fail("program is empty");
+  for (int64_t r = 0; r < n_roots; ++r) {
+    int32_t root = roots[r];
+    if (root < 0 || root >= n_ops) fail("root " + std::to_string(root) + " out of range");
+  }
+  // Every top-level tree is checked once; roots must be the start of one.
+  int64_t i = 0;
+  std::string starts(static_cast<size_t>(n_ops), '\0');
+  while (i < n_ops) {
+    check_node(ops, n_ops, n_aux, aux, i, 0);
+    starts[static_cast<size_t>(i)] = 1;
+    i += ops[i].size;
+  }
+  for (int64_t r = 0; r < n_roots; ++r)
+    if (!starts[static_cast<size_t>(roots[r])]) fail("root " + std::to_string(roots[r]) + " is not the start of a program");
+}
+
+void evaluate_steps(const Op* ops, const double* aux, int32_t root, const int64_t* steps, int64_t n,
+                    double prev, double* out) {
+  Ctx ctx{prev};
+  for (int64_t k = 0; k < n; ++k) out[k] = evaluate(ops, aux, root, static_cast<double>(steps[k]), ctx);
+}
+
+void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
+                      int64_t groups, int64_t step, double* mirror, void* out, int32_t dtype,
+                      bool read_prev) {
+  const double t = static_cast<double>(step);
+  float* out32 = static_cast<float*>(out);
+  double* out64 = static_cast<double*>(out);
+  for (int64_t g = 0; g < groups; ++g) {
+    double prev = mirror[g];
+    if (read_prev && out) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
+    double lr = scale[g] * evaluate(ops, aux, roots[g], t, Ctx{prev});
+    mirror[g] = lr;
+    if (!out) continue;
+    if (dtype == DT_FLOAT32) out32[g] = static_cast<float>(lr);
+    else out64[g] = lr;
+  }
+}
+
+}  // namespace torchsched

@@ -1,0 +1,8 @@
+"""torchsched: learning-rate schedules computed on the device for PyTorch."""
+
+from . import _core, schedules
+from ._engine import Engine
+
+__version__ = "0.1.0"
+
+__all__ = ["Engine", "schedules", "_core", "__version__"]

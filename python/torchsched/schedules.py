@@ -1,0 +1,450 @@
+"""Composable learning-rate schedules: pure functions of the step, evaluated by the compiled core.
+
+A schedule is an immutable spec. ``sched(step)`` returns a float, ``sched.values(steps)`` evaluates many
+steps in one core call. Builders take keyword arguments with the defaults a torch user would guess; the
+values they produce are *factors* by default (``init=1.0``), so the same spec scales every param group's
+base LR. Combinators: :func:`sequence` (each piece on its own clock), :func:`product`, :func:`scale`,
+:func:`shift`, ``a >> b`` (``b`` starts when ``a`` ends) and ``a * b`` / ``2.0 * a``.
+
+Conventions (the peer each follows is named in the README's table): the value after construction is
+``f(0)``, after k steps ``f(k)``, as in torch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ._program import Builder, Code, compile_many
+
+__all__ = [
+    "Schedule", "constant", "step", "multistep", "piecewise_constant", "exponential", "linear", "polynomial",
+    "inverse_time", "inverse_power", "inverse_sqrt", "cosine", "cosine_restarts", "cyclic", "one_cycle",
+    "warmup", "anneal", "interpolate", "tanh", "warmup_stable_decay", "sequence", "product", "scale",
+    "shift", "engine",
+]
+
+
+# ---- argument checks: every failure names the argument and the value ---------------------------
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if math.isnan(v) or math.isinf(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def _nonneg(name: str, value: Any) -> float:
+    v = _number(name, value)
+    if v < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return v
+
+
+def _positive(name: str, value: Any) -> float:
+    v = _number(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
+def _choice(name: str, value: Any, options: Sequence[str]) -> int:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
+    return list(options).index(value)
+
+
+def _sorted_steps(name: str, values: Iterable[Any], strict: bool = False) -> list[float]:
+    out = [_nonneg(f"{name}[{i}]", v) for i, v in enumerate(values)]
+    for i in range(1, len(out)):
+        if out[i] < out[i - 1] or (strict and out[i] == out[i - 1]):
+            raise ValueError(f"{name} must be sorted{' and distinct' if strict else ''}, got {list(values)!r}")
+    return out
+
+
+# ---- the spec ------------------------------------------------------------------------------------
+
+class Schedule:
+    """A learning-rate schedule: an immutable spec compiled once into a core program."""
+
+    #: Steps after which the schedule has reached its final value, when it has one (used by ``>>``).
+    duration: float | None = None
+
+    def __init__(self, name: str, args: Mapping[str, Any]) -> None:
+        self._name = name
+        self._args = dict(args)
+        self._compiled: Any = None
+
+    # Subclasses append their nodes to the builder.
+    def _emit(self, builder: Builder) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _program(self) -> Any:
+        if self._compiled is None:
+            self._compiled = compile_many([self])[0]
+        return self._compiled
+
+    def __call__(self, step: int) -> float:
+        """The value at ``step`` (an integer >= 0)."""
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"step must be an integer, got {step!r}")
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step!r}")
+        return float(self._program().value(0, int(step)))
+
+    def values(self, steps: Any) -> np.ndarray:
+        """Values at many steps (a ``range``, a sequence or an integer array) in one core call, float64."""
+        if isinstance(steps, range):
+            arr = np.arange(steps.start, steps.stop, steps.step, dtype=np.int64)
+        else:
+            raw = np.asarray(steps)
+            if raw.dtype.kind not in "iu" and raw.size:
+                if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw)):
+                    raw = raw.astype(np.int64)
+                else:
+                    raise TypeError(f"steps must be integers, got dtype {raw.dtype}")
+            arr = np.ascontiguousarray(raw, dtype=np.int64).reshape(-1)
+        if arr.size and int(arr.min()) < 0:
+            raise ValueError(f"steps must be >= 0, got {int(arr.min())}")
+        return np.asarray(self._program().values(0, arr), dtype=np.float64)
+
+    # ---- combinators as operators
+    def __mul__(self, other: Any) -> Schedule:
+        if isinstance(other, Schedule):
+            return product(self, other)
+        return scale(self, other)
+
+    __rmul__ = __mul__
+
+    def __rshift__(self, other: Schedule) -> Schedule:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        if self.duration is None:
+            raise ValueError(f"{self!r} has no fixed duration; use sequence([...], boundaries=[...])")
+        return sequence([self, other], [self.duration])
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._args.items())
+        return f"{self._name}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Schedule) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+class _Leaf(Schedule):
+    def __init__(self, name: str, args: Mapping[str, Any], code: Code, params: Sequence[float],
+                 table: Sequence[float] = (), count: int = 0, duration: float | None = None) -> None:
+        super().__init__(name, args)
+        self._code = code
+        self._params = tuple(params)
+        self._table = tuple(table)
+        self._count = count
+        self.duration = duration
+
+    def _emit(self, builder: Builder) -> None:
+        offset = builder.table(self._table) if self._table else 0
+        builder.leaf(self._code, self._params, offset, self._count)
+
+
+class _Node(Schedule):
+    def __init__(self, name: str, args: Mapping[str, Any], code: Code, children: Sequence[Schedule],
+                 params: Sequence[float] = (), table: Sequence[float] = (), duration: float | None = None) -> None:
+        super().__init__(name, args)
+        self._code = code
+        self._children = tuple(children)
+        self._params = tuple(params)
+        self._table = tuple(table)
+        self.duration = duration
+
+    def _emit(self, builder: Builder) -> None:
+        offset = builder.table(self._table) if self._table else 0
+        builder.node(self._code, self._children, self._params, offset)
+
+
+def _args(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+# ---- leaf families -------------------------------------------------------------------------------
+
+def constant(value: float = 1.0) -> Schedule:
+    """``value`` at every step."""
+    return _Leaf("constant", _args(value=value), Code.CONSTANT, [_nonneg("value", value)], duration=0.0)
+
+
+def step(step_size: int, gamma: float = 0.1, *, init: float = 1.0) -> Schedule:
+    """``init * gamma ** (t // step_size)`` (torch ``StepLR``)."""
+    return _Leaf("step", _args(step_size=step_size, gamma=gamma, init=init), Code.STEP,
+                 [_nonneg("init", init), _positive("step_size", step_size), _nonneg("gamma", gamma)])
+
+
+def piecewise_constant(boundaries: Sequence[int], values: Sequence[float], *, switch_after: bool = False) -> Schedule:
+    """``values[k]`` where k boundaries have been reached; ``len(values) == len(boundaries) + 1``.
+
+    A boundary b is reached at ``t >= b`` (torch, optax); ``switch_after=True`` reaches it at ``t > b``
+    (Keras ``PiecewiseConstantDecay``).
+    """
+    b = _sorted_steps("boundaries", boundaries)
+    v = [_nonneg(f"values[{i}]", x) for i, x in enumerate(values)]
+    if len(v) != len(b) + 1:
+        raise ValueError(f"values needs len(boundaries) + 1 = {len(b) + 1} entries, got {len(v)}")
+    return _Leaf("piecewise_constant", _args(boundaries=list(boundaries), values=list(values), switch_after=switch_after),
+                 Code.PIECEWISE_CONST, [1.0 if switch_after else 0.0], b + v, len(b),
+                 duration=b[-1] if b else 0.0)
+
+
+def multistep(milestones: Sequence[int], gamma: float = 0.1, *, init: float = 1.0) -> Schedule:
+    """``init * gamma ** (milestones reached)`` (torch ``MultiStepLR``; repeated milestones count twice)."""
+    m = _sorted_steps("milestones", sorted(milestones))
+    g = _nonneg("gamma", gamma)
+    i0 = _nonneg("init", init)
+    sched = piecewise_constant(m, [i0 * g**k for k in range(len(m) + 1)])
+    sched._name, sched._args = "multistep", _args(milestones=list(milestones), gamma=gamma, init=init)
+    return sched
+
+
+def exponential(rate: float, steps: float = 1, *, init: float = 1.0, begin: int = 0, staircase: bool = False,
+                bound: float | None = None) -> Schedule:
+    """``init * rate ** ((t - begin) / steps)`` (floored with ``staircase``), held at ``init`` before ``begin``
+    and clipped at ``bound`` (optax ``exponential_decay``; Keras ``ExponentialDecay``; torch ``ExponentialLR``
+    is ``steps=1``)."""
+    params = [_nonneg("init", init), _positive("rate", rate), _positive("steps", steps), _nonneg("begin", begin),
+              1.0 if staircase else 0.0, math.nan if bound is None else _nonneg("bound", bound)]
+    return _Leaf("exponential", _args(rate=rate, steps=steps, init=init, begin=begin, staircase=staircase, bound=bound),
+                 Code.EXPONENTIAL, params)
+
+
+def polynomial(steps: float, *, init: float = 1.0, final: float = 0.0, power: float = 1.0, cycle: bool = False,
+               k: float = 1.0) -> Schedule:
+    """``(init - final) * (1 - (t/steps)**k) ** power + final``, then ``final`` (optax, Keras; ``cycle`` as
+    Keras ``PolynomialDecay``; ``k`` as timm's ``k_decay``)."""
+    params = [_nonneg("init", init), _nonneg("final", final), _positive("steps", steps), _positive("power", power),
+              1.0 if cycle else 0.0, _positive("k", k)]
+    return _Leaf("polynomial", _args(steps=steps, init=init, final=final, power=power, cycle=cycle, k=k),
+                 Code.POLYNOMIAL, params, duration=None if cycle else float(steps))
+
+
+def linear(steps: float, *, init: float = 1.0, final: float = 0.0) -> Schedule:
+    """From ``init`` to ``final`` linearly over ``steps``, then ``final``."""
+    sched = polynomial(steps, init=init, final=final)
+    sched._name, sched._args = "linear", _args(steps=steps, init=init, final=final)
+    return sched
+
+
+def inverse_time(rate: float, steps: float = 1, *, init: float = 1.0, staircase: bool = False) -> Schedule:
+    """``init / (1 + rate * t / steps)`` (Keras ``InverseTimeDecay``)."""
+    return _Leaf("inverse_time", _args(rate=rate, steps=steps, init=init, staircase=staircase), Code.INVERSE_TIME,
+                 [_nonneg("init", init), _nonneg("rate", rate), _positive("steps", steps), 1.0 if staircase else 0.0])
+
+
+def inverse_power(steps: float, gamma: float = 0.5, *, init: float = 1.0) -> Schedule:
+    """``init * (1 + t / steps) ** -gamma``."""
+    return _Leaf("inverse_power", _args(steps=steps, gamma=gamma, init=init), Code.INVERSE_POWER,
+                 [_nonneg("init", init), _positive("steps", steps), _nonneg("gamma", gamma)])
+
+
+def inverse_sqrt(timescale: float, *, init: float = 1.0) -> Schedule:
+    """``init / sqrt((t + timescale) / timescale)``: 1 at t = 0 (Transformers ``inverse_sqrt`` after warmup)."""
+    return _Leaf("inverse_sqrt", _args(timescale=timescale, init=init), Code.INVERSE_SQRT,
+                 [_nonneg("init", init), _positive("timescale", timescale)])
+
+
+def cosine(steps: float, *, init: float = 1.0, final: float = 0.0, exponent: float = 1.0, cycles: float = 0.5,
+           clamp: bool = True, k: float = 1.0) -> Schedule:
+    """``final + (init - final) * ((1 + cos(2 pi cycles (t/steps)**k)) / 2) ** exponent``.
+
+    ``clamp`` holds ``final`` after ``steps`` (optax, Keras); ``clamp=False`` lets the cosine go on
+    (torch's closed form, Transformers' ``num_cycles``).
+    """
+    params = [_nonneg("init", init), _nonneg("final", final), _positive("steps", steps), _positive("exponent", exponent),
+              _positive("cycles", cycles), 1.0 if clamp else 0.0, _positive("k", k)]
+    return _Leaf("cosine", _args(steps=steps, init=init, final=final, exponent=exponent, cycles=cycles, clamp=clamp, k=k),
+                 Code.COSINE, params, duration=float(steps) if clamp else None)
+
+
+def cosine_restarts(period: float, *, init: float = 1.0, final: float = 0.0, period_mult: float = 1.0,
+                    decay: float = 1.0, limit: int = 0, decay_mode: str = "peak", k: float = 1.0) -> Schedule:
+    """Cosine from ``init`` to ``final`` over ``period``, restarting with periods ``period * period_mult**i``.
+
+    Cycle i reaches ``init * decay**i`` (``decay_mode="peak"``, timm) or swings ``(init - final) * decay**i``
+    above ``final`` (``"swing"``, Keras ``CosineDecayRestarts``). After ``limit`` cycles (0: never) it holds
+    ``final`` (timm ``cycle_limit``). torch ``CosineAnnealingWarmRestarts`` is ``period_mult`` integer, no decay.
+    """
+    mode = _choice("decay_mode", decay_mode, ["peak", "swing"])
+    lim = _nonneg("limit", limit)
+    if lim != int(lim):
+        raise ValueError(f"limit must be an integer, got {limit!r}")
+    params = [_nonneg("init", init), _nonneg("final", final), _positive("period", period),
+              _positive("period_mult", period_mult), _nonneg("decay", decay), lim, float(mode), _positive("k", k)]
+    return _Leaf("cosine_restarts", _args(period=period, init=init, final=final, period_mult=period_mult, decay=decay,
+                                          limit=limit, decay_mode=decay_mode, k=k), Code.COSINE_RESTARTS, params)
+
+
+def cyclic(base: float, max: float, step_up: float = 2000, step_down: float | None = None, *,
+           mode: str = "triangular", gamma: float = 1.0, scale_mode: str | None = None) -> Schedule:
+    """torch ``CyclicLR`` / the CLR paper: triangular, triangular2 or exp_range between ``base`` and ``max``."""
+    m = _choice("mode", mode, ["triangular", "triangular2", "exp_range"])
+    if scale_mode is None:
+        scale_mode = "iterations" if mode == "exp_range" else "cycle"
+    sm = _choice("scale_mode", scale_mode, ["cycle", "iterations"])
+    up = _positive("step_up", step_up)
+    down = up if step_down is None else _positive("step_down", step_down)
+    params = [_nonneg("base", base), _nonneg("max", max), up, down, float(m), _positive("gamma", gamma), float(sm)]
+    return _Leaf("cyclic", _args(base=base, max=max, step_up=step_up, step_down=step_down, mode=mode, gamma=gamma,
+                                 scale_mode=scale_mode), Code.CYCLIC, params)
+
+
+def interpolate(points: Mapping[float, float] | Sequence[tuple[float, float]], *, kind: str = "linear") -> Schedule:
+    """Through ``(step, value)`` points, linearly or by half cosines; flat before the first and after the last."""
+    items = sorted(points.items()) if isinstance(points, Mapping) else [tuple(p) for p in points]
+    if not items:
+        raise ValueError("points must not be empty")
+    times = _sorted_steps("points (steps)", [t for t, _ in items], strict=True)
+    vals = [_nonneg(f"points[{t!r}]", v) for t, v in items]
+    kind_i = _choice("kind", kind, ["linear", "cosine"])
+    return _Leaf("interpolate", _args(points=[(t, v) for t, v in items], kind=kind), Code.INTERP, [float(kind_i)],
+                 times + vals, len(times), duration=times[-1])
+
+
+def one_cycle(total_steps: int, *, max: float = 1.0, pct_start: float = 0.3, div_factor: float = 25.0,
+              final_div_factor: float = 1e4, anneal: str = "cos", three_phase: bool = False) -> Schedule:
+    """One-cycle policy with torch ``OneCycleLR``'s phase ends: up from ``max/div_factor`` to ``max`` by step
+    ``pct_start*total - 1``, (three-phase: back down by ``2*pct_start*total - 2``), then down to
+    ``max/div_factor/final_div_factor`` at ``total - 1``."""
+    total = _positive("total_steps", total_steps)
+    pct = _number("pct_start", pct_start)
+    if not 0 < pct < 1:
+        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+    peak = _nonneg("max", max)
+    initial = peak / _positive("div_factor", div_factor)
+    minimum = initial / _positive("final_div_factor", final_div_factor)
+    kind = {"cos": "cosine", "linear": "linear"}.get(anneal)
+    if kind is None:
+        raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}")
+    if three_phase:
+        pts = [(0.0, initial), (pct * total - 1, peak), (2 * pct * total - 2, initial), (total - 1, minimum)]
+    else:
+        pts = [(0.0, initial), (pct * total - 1, peak), (total - 1, minimum)]
+    times = [t for t, _ in pts]
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise ValueError(f"total_steps={total_steps!r} with pct_start={pct_start!r} leaves a phase with no steps")
+    sched = interpolate(pts, kind=kind)
+    sched._name = "one_cycle"
+    sched._args = _args(total_steps=total_steps, max=max, pct_start=pct_start, div_factor=div_factor,
+                        final_div_factor=final_div_factor, anneal=anneal, three_phase=three_phase)
+    return sched
+
+
+def warmup(steps: float, *, init: float = 0.0, peak: float = 1.0, shape: str = "linear") -> Schedule:
+    """From ``init`` to ``peak`` over ``steps`` (``linear``, ``exponential`` or ``constant`` at ``init``), then ``peak``.
+
+    Linear warmup is ``init + (peak - init) * t / steps``: ``init`` at t = 0 (Transformers, optax, timm).
+    """
+    s = _choice("shape", shape, ["linear", "exponential", "constant"])
+    i0 = _nonneg("init", init)
+    if s == 1 and i0 == 0:
+        raise ValueError("init must be > 0 for an exponential warmup, got 0")
+    return _Leaf("warmup", _args(steps=steps, init=init, peak=peak, shape=shape), Code.WARMUP,
+                 [i0, _nonneg("peak", peak), _positive("steps", steps), float(s)], duration=float(steps))
+
+
+def anneal(steps: float, *, start: float = 1.0, end: float = 0.0, shape: str = "linear") -> Schedule:
+    """From ``start`` to ``end`` over ``steps``, then ``end``: ``linear``, ``cosine``, ``1-sqrt`` or
+    ``exponential`` (geometric) — the decay shapes of warmup-stable-decay."""
+    s = _choice("shape", shape, ["linear", "cosine", "1-sqrt", "exponential"])
+    st, en = _nonneg("start", start), _nonneg("end", end)
+    if s == 3 and (st == 0 or en == 0):
+        raise ValueError(f"an exponential anneal needs start and end > 0, got start={start!r}, end={end!r}")
+    return _Leaf("anneal", _args(steps=steps, start=start, end=end, shape=shape), Code.ANNEAL,
+                 [st, en, _positive("steps", steps), float(s)], duration=float(steps))
+
+
+def tanh(steps: float, *, init: float = 1.0, final: float = 0.0, lb: float = -7.0, ub: float = 3.0) -> Schedule:
+    """timm ``TanhLRScheduler``: ``final + (init - final)/2 * (1 - tanh(lb (1 - t/steps) + ub t/steps))``, then ``final``."""
+    return _Leaf("tanh", _args(steps=steps, init=init, final=final, lb=lb, ub=ub), Code.TANH,
+                 [_nonneg("init", init), _nonneg("final", final), _positive("steps", steps), _number("lb", lb),
+                  _number("ub", ub)], duration=float(steps))
+
+
+def warmup_stable_decay(warmup_steps: int, stable_steps: int, decay_steps: int, *, peak: float = 1.0,
+                        init: float = 0.0, final: float = 0.0, decay_shape: str = "linear",
+                        warmup_shape: str = "linear") -> Schedule:
+    """Warmup to ``peak``, hold it ``stable_steps``, then decay to ``final`` over ``decay_steps`` (WSD)."""
+    w = _nonneg("warmup_steps", warmup_steps)
+    s = _nonneg("stable_steps", stable_steps)
+    pieces: list[Schedule] = []
+    bounds: list[float] = []
+    if w > 0:
+        pieces.append(warmup(w, init=init, peak=peak, shape=warmup_shape))
+        bounds.append(w)
+    pieces.append(constant(peak))
+    pieces.append(anneal(decay_steps, start=peak, end=final, shape=decay_shape))
+    bounds.append(w + s)
+    sched = sequence(pieces, bounds)
+    sched._name = "warmup_stable_decay"
+    sched._args = _args(warmup_steps=warmup_steps, stable_steps=stable_steps, decay_steps=decay_steps, peak=peak,
+                        init=init, final=final, decay_shape=decay_shape, warmup_shape=warmup_shape)
+    sched.duration = w + s + float(decay_steps)
+    return sched
+
+
+# ---- combinators ---------------------------------------------------------------------------------
+
+def _check_schedule(name: str, s: Any) -> Schedule:
+    if not isinstance(s, Schedule):
+        raise TypeError(f"{name} must be a torchsched schedule, got {s!r}")
+    return s
+
+
+def sequence(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """``schedules[k]`` from ``boundaries[k-1]`` on, on its own clock (it sees ``t - boundaries[k-1]``),
+    as optax ``join_schedules``. Needs ``len(boundaries) == len(schedules) - 1``."""
+    scheds = [_check_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
+    if not scheds:
+        raise ValueError("schedules must not be empty")
+    b = _sorted_steps("boundaries", boundaries)
+    if len(b) != len(scheds) - 1:
+        raise ValueError(f"boundaries needs len(schedules) - 1 = {len(scheds) - 1} entries, got {len(b)}")
+    last = scheds[-1].duration
+    return _Node("sequence", _args(schedules=scheds, boundaries=list(boundaries)), Code.SEQUENCE, scheds, table=b,
+                 duration=None if last is None else (b[-1] if b else 0.0) + last)
+
+
+def product(*schedules: Schedule) -> Schedule:
+    """The product of the schedules at each step (for instance a warmup factor times a decay)."""
+    scheds = [_check_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
+    if not scheds:
+        raise ValueError("product needs at least one schedule")
+    durations = [s.duration for s in scheds]
+    dur = None if any(d is None for d in durations) else max(durations)  # type: ignore[type-var]
+    return _Node("product", {"schedules": scheds}, Code.PRODUCT, scheds, duration=dur)
+
+
+def scale(schedule: Schedule, factor: float) -> Schedule:
+    """``factor`` times the schedule."""
+    s = _check_schedule("schedule", schedule)
+    return _Node("scale", _args(schedule=s, factor=factor), Code.SCALE, [s], [_nonneg("factor", factor)],
+                 duration=s.duration)
+
+
+def shift(schedule: Schedule, offset: int) -> Schedule:
+    """The schedule running ``offset`` steps ahead: its value at ``t + offset``. In a :func:`sequence`,
+    ``shift(s, boundary)`` gives a piece the global clock back (timm's ``warmup_prefix=False``)."""
+    s = _check_schedule("schedule", schedule)
+    return _Node("shift", _args(schedule=s, offset=offset), Code.SHIFT, [s], [_nonneg("offset", offset)])
+
+
+def engine(schedules: Schedule | Sequence[Schedule], base_lrs: Sequence[float],
+           multipliers: Sequence[float] | None = None, *, step: int = 0) -> Any:
+    """An engine for G groups: LR_g(t) = base_lrs[g] * multipliers[g] * schedule_g(t). See :class:`Engine`."""
+    from ._engine import Engine
+
+    return Engine(schedules, base_lrs, multipliers, step=step)
