@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind11 "scikit-build-core>=0.10" ninja
 STAMP := $(VENV)/.torchsched-deps
 
-.PHONY: venv build test test-core test-gpu bench bench-gpu demo gallery check-wheel clean
+.PHONY: venv build test test-core test-gpu test-nocuda bench bench-gpu demo gallery check-wheel clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,8 +48,19 @@ gallery: build
 
 # The wheel's extension must need neither libtorch nor a shared CUDA runtime.
 check-wheel: $(STAMP)
-	rm -rf dist && $(PIP) wheel -q --no-build-isolation --no-deps -w dist .
+	rm -rf dist && $(PIP) wheel -q --no-build-isolation --no-deps -w dist -Cbuild-dir=build/wheel .
 	$(PY) tools/check_wheel.py dist/*.whl
 
+# A CPU-only build (TORCHSCHED_CUDA=OFF) in its own venv: imports, reports no CUDA, passes the core tests.
+test-nocuda: $(STAMP)
+	rm -rf dist-nocuda .venv-nocuda
+	TORCHSCHED_CUDA=OFF $(PIP) wheel -q --no-build-isolation --no-deps -w dist-nocuda \
+		-Cbuild-dir=build/nocuda .
+	$(PYTHON) -m venv .venv-nocuda
+	.venv-nocuda/bin/pip install -q numpy pytest pytest-benchmark hypothesis
+	.venv-nocuda/bin/pip install -q --no-deps dist-nocuda/*.whl
+	cd tests && ../.venv-nocuda/bin/python -c "import torchsched._core as c; assert not c.built_with_cuda(); print('CUDA-off build ok')"
+	.venv-nocuda/bin/python -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_golden.py
+
 clean:
-	rm -rf build dist .pytest_cache .benchmarks .hypothesis
+	rm -rf build dist dist-nocuda .venv-nocuda .pytest_cache .benchmarks .hypothesis

@@ -1,7 +1,10 @@
 // Host engine: the same per-group loop the CUDA kernel runs, plus program validation.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "torchsched/engine.hpp"
 
@@ -86,10 +89,44 @@ void validate_program(const Op* ops, int64_t n_ops, int64_t n_aux, const double*
     if (!starts[static_cast<size_t>(roots[r])]) fail("root " + std::to_string(roots[r]) + " is not the start of a program");
 }
 
+namespace {
+
+// Splits [0, n) over the machine's cores when there is enough work to pay for the threads. Every
+// element is computed by the same formula whichever thread gets it, so results do not depend on it.
+template <typename Body>
+void parallel_chunks(int64_t n, Body body) {
+  constexpr int64_t kMinPerThread = 1 << 16;
+  if (n < 2 * kMinPerThread) {
+    body(0, n);
+    return;
+  }
+  static const int64_t cores = std::max(1u, std::thread::hardware_concurrency());  // a syscall: ask once
+  const int64_t workers = std::min<int64_t>(cores, n / kMinPerThread);
+  if (workers <= 1) {
+    body(0, n);
+    return;
+  }
+  std::vector<std::thread> threads;
+  const int64_t chunk = (n + workers - 1) / workers;
+  for (int64_t w = 1; w < workers; ++w)
+    threads.emplace_back(body, w * chunk, std::min(n, (w + 1) * chunk));
+  body(0, std::min(n, chunk));
+  for (auto& th : threads) th.join();
+}
+
+}  // namespace
+
 void evaluate_steps(const Op* ops, const double* aux, int32_t root, const int64_t* steps, int64_t n,
                     double prev, double* out) {
-  Ctx ctx{prev};
-  for (int64_t k = 0; k < n; ++k) out[k] = evaluate(ops, aux, root, static_cast<double>(steps[k]), ctx);
+  const Ctx ctx{prev};
+  const bool leaf = is_leaf(ops[root].code);  // common case: skip the walker's frame bookkeeping
+  parallel_chunks(n, [=](int64_t begin, int64_t end) {
+    if (leaf) {
+      for (int64_t k = begin; k < end; ++k) out[k] = eval_leaf(ops[root], aux, static_cast<double>(steps[k]), ctx);
+    } else {
+      for (int64_t k = begin; k < end; ++k) out[k] = evaluate(ops, aux, root, static_cast<double>(steps[k]), ctx);
+    }
+  });
 }
 
 void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
@@ -98,15 +135,17 @@ void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, co
   const double t = static_cast<double>(step);
   float* out32 = static_cast<float*>(out);
   double* out64 = static_cast<double*>(out);
-  for (int64_t g = 0; g < groups; ++g) {
-    double prev = mirror[g];
-    if (read_prev && out) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
-    double lr = scale[g] * evaluate(ops, aux, roots[g], t, Ctx{prev});
-    mirror[g] = lr;
-    if (!out) continue;
-    if (dtype == DT_FLOAT32) out32[g] = static_cast<float>(lr);
-    else out64[g] = lr;
-  }
+  parallel_chunks(groups, [=](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      double prev = mirror[g];
+      if (read_prev && out) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
+      double lr = scale[g] * evaluate(ops, aux, roots[g], t, Ctx{prev});
+      mirror[g] = lr;
+      if (!out) continue;
+      if (dtype == DT_FLOAT32) out32[g] = static_cast<float>(lr);
+      else out64[g] = lr;
+    }
+  });
 }
 
 }  // namespace torchsched

@@ -102,6 +102,7 @@ class Engine:
         program, roots = compile_many(scheds)
         self._core = _core.Engine(program, roots, np.asarray(base) * np.asarray(mult), int(step))
         self._core.write(0, FLOAT64, 0)  # the mirror holds f(step) from the start
+        self._bound: tuple[Any, int, int] | None = None  # (owner, address, dtype) of a bound buffer
 
     @property
     def groups(self) -> int:
@@ -118,17 +119,37 @@ class Engine:
         self._core.step = int(value)
         self._core.write(0, FLOAT64, 0)
 
-    def write(self, out: Any) -> Any:
-        """Writes the LRs of the current step into ``out`` (float32/float64 numpy array or CPU tensor)."""
+    def bind(self, out: Any) -> Any:
+        """Checks ``out`` once and keeps it: later ``advance()``/``write()`` calls without a buffer write
+        into it with no per-call checks (the hot path of the optimizer wrappers)."""
+        ptr, code = buffer_pointer(out, self.groups)
+        self._bound = (out, ptr, code)
+        self._core.write(ptr, code, self.groups)
+        return out
+
+    def write(self, out: Any = None) -> Any:
+        """Writes the LRs of the current step into ``out`` (float32/float64 numpy array or CPU tensor),
+        or into the bound buffer."""
+        if out is None:
+            if self._bound is None:
+                self._core.write(0, FLOAT64, 0)
+                return None
+            out, ptr, code = self._bound
+            self._core.write(ptr, code, self.groups)
+            return out
         ptr, code = buffer_pointer(out, self.groups)
         self._core.write(ptr, code, self.groups)
         return out
 
     def advance(self, out: Any = None) -> Any:
-        """Moves to the next step and writes all G LRs into ``out`` in one core call."""
+        """Moves to the next step and writes all G LRs into ``out`` (or the bound buffer) in one core call."""
         if out is None:
-            self._core.advance(0, FLOAT64, 0)
-            return None
+            bound = self._bound
+            if bound is None:
+                self._core.advance(0, FLOAT64, 0)
+                return None
+            self._core.advance(bound[1], bound[2], self.groups)
+            return bound[0]
         ptr, code = buffer_pointer(out, self.groups)
         self._core.advance(ptr, code, self.groups)
         return out
