@@ -2,6 +2,8 @@
 
 from . import _core, schedules
 from ._engine import Engine
+from .optim import wrap
+from .param_groups import param_groups
 
 __version__ = "0.1.0"
 

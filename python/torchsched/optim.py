@@ -1,0 +1,530 @@
+"""``wrap(optimizer, schedule)``: an optimizer that advances its own learning-rate schedule.
+
+The wrapper owns an engine that holds the step counter and one (base LR x multiplier, schedule) per param
+group. Each successful :meth:`ScheduledOptimizer.step` runs the wrapped optimizer's step, then advances the
+schedule for every group in **one** call into the compiled core:
+
+- **tensor LRs**: when the optimizer reads its LR from a tensor (``fused=True`` Adam/AdamW/SGD/Adagrad, or
+  ``capturable=True`` Adam/AdamW), each such group gets its own 0-d tensor, a view into one engine buffer,
+  and the core writes them all in place. No two groups share a tensor (torch's default ``lr=`` tensor,
+  shared by every group that does not set its own, is replaced).
+- **float LRs**: otherwise the core stores a Python float into every group's ``'lr'``.
+
+A step that raises does not advance. A step that a :class:`torch.amp.GradScaler` skips does not advance
+either: the scaler does not call ``step()`` for ordinary optimizers, and for the fused ones it sets
+``found_inf`` on the optimizer, which the wrapper reads before advancing.
+
+LR of group g after k steps: ``group['lr'] (at wrap time) * multiplier_g * schedule_g(k)``, so after
+:func:`wrap` the groups hold ``schedule(0)`` (the torch convention). A group's multiplier comes from the
+``multipliers=`` option, else from its ``'lr_multiplier'`` key (what :func:`torchsched.param_groups` sets),
+else 1.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from ._engine import Engine, buffer_pointer
+from .schedules import Schedule
+
+__all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
+
+#: The param-group key :func:`wrap` reads a group's LR multiplier from (set by :func:`torchsched.param_groups`).
+MULTIPLIER_KEY = "lr_multiplier"
+_STATE_KEY = "torchsched"
+_STATE_VERSION = 1
+
+
+# ---- which groups read a tensor LR ---------------------------------------------------------------
+
+def _reads_tensor_lr(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> bool:
+    """True when ``optimizer`` reads this group's LR as a tensor: fused Adam/AdamW/SGD/Adagrad, or
+    capturable Adam/AdamW (torch 2.x; foreach without capturable does not accept a tensor LR)."""
+    fused = bool(group.get("fused"))
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return fused or bool(group.get("capturable"))
+    if isinstance(optimizer, (torch.optim.SGD, torch.optim.Adagrad)):
+        return fused
+    return False
+
+
+def _group_label(index: int, group: Mapping[str, Any]) -> str:
+    name = group.get("name")
+    return f"param group {index} ({name!r})" if isinstance(name, str) else f"param group {index}"
+
+
+def _group_device(index: int, group: Mapping[str, Any]) -> torch.device:
+    devices = {p.device for p in group["params"]}
+    if len(devices) > 1:
+        raise ValueError(f"{_group_label(index, group)} has params on several devices {sorted(map(str, devices))}; "
+                         "a tensor LR lives on one device")
+    return devices.pop() if devices else torch.device("cpu")
+
+
+def _nonneg_finite(what: str, value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{what} must be a number or a 1-element tensor, got a tensor of shape {tuple(value.shape)}")
+        value = value.detach().reshape(()).item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a real number, got {value!r} ({type(value).__name__})")
+    f = float(value)
+    if not math.isfinite(f) or f < 0:
+        raise ValueError(f"{what} must be finite and >= 0, got {value!r}")
+    return f
+
+
+# ---- engine bindings -----------------------------------------------------------------------------
+
+class _HostBinding:
+    """Groups driven by the host (CPU) core engine.
+
+    The interface every binding offers (the CUDA one included): ``engine`` (the :class:`Engine`),
+    ``install(groups)`` (puts the current LRs, and the LR tensors, into the group dicts without advancing),
+    ``advance(groups, found_inf)`` (one step for every group in one core call unless ``found_inf`` is
+    non-zero; returns whether it advanced), ``lrs()`` (host mirror, floats).
+    """
+
+    def __init__(self, engine: Engine, tensor_groups: Sequence[bool], dtype: torch.dtype) -> None:
+        self.engine = engine
+        self._core = engine._core
+        self._count = len(tensor_groups)
+        self._float_idx = [g for g, t in enumerate(tensor_groups) if not t]
+        self._mode = "dicts" if len(self._float_idx) == self._count else (
+            "tensors" if not self._float_idx else "mixed")
+        self.buffer: torch.Tensor | None = None
+        self.views: list[torch.Tensor | None] = [None] * self._count
+        if self._mode != "dicts":
+            # One buffer for all groups; each tensor-LR group gets its own 0-d view of it.
+            self.buffer = torch.zeros(self._count, dtype=dtype)
+            self._ptr, self._code = buffer_pointer(self.buffer, self._count, name="LR buffer")
+            self.views = [self.buffer[g] if t else None for g, t in enumerate(tensor_groups)]
+
+    def install(self, groups: list[dict[str, Any]]) -> None:
+        if self._mode == "dicts":
+            self._core.write_dicts(groups, "lr")
+            return
+        self._core.write(self._ptr, self._code, self._count)
+        lrs = self._core.lrs()
+        for g, view in enumerate(self.views):
+            groups[g]["lr"] = view if view is not None else lrs[g]
+
+    def advance(self, groups: list[dict[str, Any]], found_inf: Any = None) -> bool:
+        if found_inf is not None and bool(found_inf):  # CPU GradScaler: a 0-d CPU tensor, no device sync
+            return False
+        if self._mode == "dicts":
+            self._core.advance_dicts(groups, "lr")
+        elif self._mode == "tensors":
+            self._core.advance(self._ptr, self._code, self._count)
+        else:
+            self._core.advance(self._ptr, self._code, self._count)
+            lrs = self._core.lrs()
+            for g in self._float_idx:
+                groups[g]["lr"] = lrs[g]
+        return True
+
+    def lrs(self) -> list[float]:
+        return self._core.lrs()
+
+
+def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multipliers: Sequence[float], *,
+                 step: int, tensor_groups: Sequence[bool], devices: Sequence[torch.device],
+                 dtype: torch.dtype) -> _HostBinding:
+    """The one place a wrapper's engine is made: every construction, ``add_param_group`` and
+    ``load_state_dict`` goes through here.
+
+    Float-LR groups are always driven from the host (the LR is a Python float whatever the params' device).
+    Tensor-LR groups need their LR tensor on the params' device: CPU params get the host engine; CUDA params
+    need the CUDA engine, which this function does not make yet (a CPU LR tensor with CUDA params would be
+    copied to the device, or frozen into a captured graph, so it is an error, not a fallback).
+    """
+    for g, (is_tensor, device) in enumerate(zip(tensor_groups, devices)):
+        if is_tensor and device.type != "cpu":
+            raise NotImplementedError(
+                f"param group {g} reads a tensor LR on {device}; wrap() drives tensor LRs on CPU only so far "
+                "(use a CPU optimizer, or one without fused=/capturable= to use float LRs)")
+    engine = Engine(list(schedules), list(base_lrs), list(multipliers), step=step)
+    return _HostBinding(engine, tensor_groups, dtype)
+
+
+# ---- option resolution ---------------------------------------------------------------------------
+
+def _check_keys(option: str, spec: Mapping[Any, Any], groups: Sequence[Mapping[str, Any]]) -> None:
+    names = [g.get("name") for g in groups]
+    seen: dict[int, Any] = {}
+    for key in spec:
+        if isinstance(key, bool):
+            raise TypeError(f"{option} key {key!r} must be a group index (int) or a group name (str)")
+        if isinstance(key, numbers.Integral):
+            if not 0 <= int(key) < len(groups):
+                raise ValueError(f"{option} has key {key!r}, but the optimizer has param groups 0..{len(groups) - 1}")
+            hits = [int(key)]
+        elif isinstance(key, str):
+            hits = [i for i, n in enumerate(names) if n == key]
+            if not hits:
+                known = [n for n in names if isinstance(n, str)]
+                raise ValueError(f"{option} has key {key!r}, which names no param group "
+                                 f"(group names: {known or 'none'}; use group indices or give groups a 'name')")
+        else:
+            raise TypeError(f"{option} key {key!r} must be a group index (int) or a group name (str)")
+        for i in hits:
+            if i in seen:
+                raise ValueError(f"{option} gives {_group_label(i, groups[i])} twice (keys {seen[i]!r} and {key!r})")
+            seen[i] = key
+
+
+def _lookup(option: str, spec: Any, index: int, group: Mapping[str, Any]) -> Any:
+    """The value ``spec`` gives group ``index``, or None when it gives none."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        if index in spec:
+            return spec[index]
+        name = group.get("name")
+        if isinstance(name, str) and name in spec:
+            return spec[name]
+        return None
+    if callable(spec) and not isinstance(spec, Schedule):
+        return spec(index, group)
+    if isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):
+        return spec[index] if index < len(spec) else None
+    raise TypeError(f"{option} must be a dict, a list or a callable(group_index, group), got {type(spec).__name__}")
+
+
+def _check_spec(option: str, spec: Any, groups: Sequence[Mapping[str, Any]]) -> None:
+    if spec is None:
+        return
+    if isinstance(spec, Mapping):
+        _check_keys(option, spec, groups)
+    elif isinstance(spec, (Schedule, str, bytes)) or not (callable(spec) or isinstance(spec, Sequence)):
+        raise TypeError(f"{option} must be a dict, a list or a callable(group_index, group), got {spec!r}")
+    elif isinstance(spec, Sequence) and len(spec) != len(groups):
+        raise ValueError(f"{option} has {len(spec)} entries for {len(groups)} param groups")
+
+
+# ---- the wrapper ---------------------------------------------------------------------------------
+
+class ScheduledOptimizer(torch.optim.Optimizer):
+    """The wrapped optimizer plus its schedule; behaves as the wrapped optimizer (made by :func:`wrap`).
+
+    ``param_groups``, ``state`` and ``defaults`` are the wrapped optimizer's; other attributes are read from
+    and written to it (so ``GradScaler``'s ``grad_scale``/``found_inf`` reach it). ``optimizer`` is the wrapped
+    optimizer. Do not call the wrapped optimizer's ``step()`` directly: the schedule would not advance.
+    """
+
+    # torch.optim.Optimizer.__init__ is not called: this object owns no params or state of its own.
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *,
+                 multipliers: Any = None, schedules: Any = None, lr_dtype: torch.dtype | None = None) -> None:
+        if isinstance(optimizer, ScheduledOptimizer):
+            raise TypeError("optimizer is already wrapped (a ScheduledOptimizer); give per-group schedules with "
+                            "schedules= instead of wrapping twice")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a torchsched schedule (torchsched.schedules), got {schedule!r}")
+        dtype = torch.float32 if lr_dtype is None else lr_dtype
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"lr_dtype must be torch.float32 or torch.float64, got {lr_dtype!r}")
+        groups = optimizer.param_groups
+        if not groups:
+            raise ValueError("optimizer has no param groups")
+        _check_spec("multipliers", multipliers, groups)
+        _check_spec("schedules", schedules, groups)
+        d = self.__dict__
+        d["_optimizer"] = optimizer
+        d["_schedule"] = schedule
+        d["_multiplier_spec"] = multipliers
+        d["_schedule_spec"] = schedules
+        d["_dtype"] = dtype
+        d["_schedules"] = []
+        d["_base_lrs"] = []
+        d["_multipliers"] = []
+        d["_tensor_groups"] = []
+        d["_devices"] = []
+        for i, group in enumerate(groups):
+            self._describe(i, group)
+        self._rebuild(step=0)
+
+    # ---- group bookkeeping
+    def _describe(self, index: int, group: Mapping[str, Any], schedule: Schedule | None = None,
+                  multiplier: Any = None) -> None:
+        """Appends group ``index``'s schedule, base LR, multiplier and LR kind (validated, errors name it)."""
+        label = _group_label(index, group)
+        sched = schedule if schedule is not None else _lookup("schedules", self._schedule_spec, index, group)
+        if sched is None:
+            sched = self._schedule
+        if sched is None:
+            raise ValueError(f"{label} has no schedule: pass schedule=, or give it one in schedules=")
+        if not isinstance(sched, Schedule):
+            raise TypeError(f"the schedule for {label} must be a torchsched schedule, got {sched!r}")
+        if "lr" not in group:
+            raise ValueError(f"{label} has no 'lr'")
+        base = _nonneg_finite(f"the lr of {label}", group["lr"])
+        mult = multiplier if multiplier is not None else _lookup("multipliers", self._multiplier_spec, index, group)
+        if mult is None:
+            mult = group.get(MULTIPLIER_KEY, 1.0)
+            what = f"{label}['{MULTIPLIER_KEY}']"
+        else:
+            what = f"the multiplier for {label}"
+        mult_f = _nonneg_finite(what, mult)
+        tensor = _reads_tensor_lr(self._optimizer, group)
+        device = _group_device(index, group) if tensor else torch.device("cpu")
+        self._schedules.append(sched)
+        self._base_lrs.append(base)
+        self._multipliers.append(mult_f)
+        self._tensor_groups.append(tensor)
+        self._devices.append(device)
+
+    def _truncate(self, count: int) -> None:
+        for lst in (self._schedules, self._base_lrs, self._multipliers, self._tensor_groups, self._devices):
+            del lst[count:]
+
+    def _rebuild(self, step: int) -> None:
+        """(Re)makes the engine for the current groups at ``step`` and installs the LRs into the groups."""
+        binding = _make_engine(self._schedules, self._base_lrs, self._multipliers, step=step,
+                               tensor_groups=self._tensor_groups, devices=self._devices, dtype=self._dtype)
+        groups = self._optimizer.param_groups
+        binding.install(groups)
+        d = self.__dict__
+        d["_binding"] = binding
+        d["_groups"] = groups
+        d["_count"] = len(groups)
+
+    def _resync(self, groups: list[dict[str, Any]]) -> None:
+        """The wrapped optimizer's groups changed behind the wrapper (its own ``add_param_group`` or
+        ``load_state_dict``): adopt new groups and put the engine's LRs back into the group dicts."""
+        count = self._count
+        if len(groups) < count:
+            raise RuntimeError(f"the optimizer has {len(groups)} param groups but its schedule has {count}: "
+                               "param groups were removed behind the wrapper")
+        step = self._binding.engine.step
+        try:
+            for i in range(count, len(groups)):
+                self._describe(i, groups[i])
+            self._rebuild(step)
+        except BaseException:
+            self._truncate(count)
+            raise
+
+    # ---- the optimizer interface
+    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+        """The wrapped optimizer's step, then one core call that advances every group's schedule.
+
+        Returns what the wrapped step returns (the closure's loss). Nothing advances if it raises, or if a
+        GradScaler found infs (``found_inf`` non-zero).
+        """
+        opt = self._optimizer
+        groups = opt.param_groups
+        if groups is not self._groups or len(groups) != self._count:
+            self._resync(groups)
+        loss = opt.step() if closure is None else opt.step(closure)
+        self._binding.advance(groups, opt.__dict__.get("found_inf"))
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._optimizer.zero_grad(set_to_none)
+
+    def add_param_group(self, param_group: dict[str, Any], *, schedule: Schedule | None = None,
+                        multiplier: float | None = None) -> None:
+        """Adds a group to the wrapped optimizer; it joins the engine at the current step.
+
+        Its schedule is ``schedule``, else what ``schedules=`` gives it (by name or callable), else the main
+        schedule; its multiplier likewise (``multiplier``, ``multipliers=``, its ``'lr_multiplier'``, 1).
+        """
+        opt = self._optimizer
+        groups = opt.param_groups
+        if groups is not self._groups or len(groups) != self._count:
+            self._resync(groups)
+        count = self._count
+        opt.add_param_group(param_group)
+        try:
+            self._describe(count, opt.param_groups[count], schedule, multiplier)
+            self._rebuild(self._binding.engine.step)
+        except BaseException:
+            self._truncate(count)
+            del opt.param_groups[count:]
+            raise
+
+    def state_dict(self) -> dict[str, Any]:
+        """The wrapped optimizer's state dict plus a ``'torchsched'`` entry: the schedule's step, base LRs and
+        multipliers (plain ints, floats and strings: loads with ``torch.load(weights_only=True)``)."""
+        sd = dict(self._optimizer.state_dict())
+        sd[_STATE_KEY] = {
+            "version": _STATE_VERSION,
+            "step": self._binding.engine.step,
+            "base_lrs": list(self._base_lrs),
+            "multipliers": list(self._multipliers),
+            "schedules": [repr(s) for s in self._schedules],
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Loads the wrapped optimizer's state and the schedule's step, base LRs and multipliers, then puts
+        the LRs of that step into the groups. A plain torch optimizer state dict keeps the current step."""
+        sd = dict(state_dict)
+        ours = sd.pop(_STATE_KEY, None)
+        opt = self._optimizer
+        if opt.param_groups is not self._groups or len(opt.param_groups) != self._count:
+            self._resync(opt.param_groups)
+        if ours is not None:
+            ours = self._check_state(ours, len(sd.get("param_groups", ())))
+        opt.load_state_dict(sd)  # checks the group count and sizes; replaces the group dicts
+        step = self._binding.engine.step
+        if ours is not None:
+            step = ours["step"]
+            self._base_lrs[:] = ours["base_lrs"]
+            self._multipliers[:] = ours["multipliers"]
+            saved = ours.get("schedules")
+            if saved is not None and list(saved) != [repr(s) for s in self._schedules]:
+                warnings.warn("the state dict was saved with different schedules; its step is loaded into "
+                              "the current ones", UserWarning, stacklevel=2)
+        self._rebuild(step)
+
+    @staticmethod
+    def _check_state(ours: Any, count: int) -> dict[str, Any]:
+        if not isinstance(ours, Mapping):
+            raise TypeError(f"state_dict['{_STATE_KEY}'] must be a dict, got {type(ours).__name__}")
+        missing = [k for k in ("step", "base_lrs", "multipliers") if k not in ours]
+        if missing:
+            raise ValueError(f"state_dict['{_STATE_KEY}'] lacks {missing}")
+        step = ours["step"]
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"state_dict['{_STATE_KEY}']['step'] must be an integer >= 0, got {step!r}")
+        out = {"step": int(step), "schedules": ours.get("schedules")}
+        for key in ("base_lrs", "multipliers"):
+            values = list(ours[key])
+            if len(values) != count:
+                raise ValueError(f"state_dict['{_STATE_KEY}']['{key}'] has {len(values)} entries for "
+                                 f"{count} param groups")
+            out[key] = [_nonneg_finite(f"state_dict['{_STATE_KEY}']['{key}'][{i}]", v) for i, v in enumerate(values)]
+        return out
+
+    # ---- the schedule
+    def get_last_lr(self) -> list[float]:
+        """Every group's current LR as a Python float (host mirror, float64; no device sync)."""
+        return list(self._binding.lrs())
+
+    @property
+    def last_step(self) -> int:
+        """How many steps the schedule has taken (0 after :func:`wrap`)."""
+        return self._binding.engine.step
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The wrapped optimizer."""
+        return self._optimizer
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """Each group's schedule."""
+        return list(self._schedules)
+
+    @property
+    def base_lrs(self) -> list[float]:
+        """Each group's LR at wrap time (before multiplier and schedule)."""
+        return list(self._base_lrs)
+
+    @property
+    def multipliers(self) -> list[float]:
+        """Each group's LR multiplier."""
+        return list(self._multipliers)
+
+    @property
+    def lr_tensor(self) -> torch.Tensor | None:
+        """The engine buffer the tensor-LR groups' ``'lr'`` views point into (None on the float path)."""
+        return getattr(self._binding, "buffer", None)
+
+    def set_multiplier(self, group: int, value: float) -> None:
+        """Changes one group's multiplier from now on (its LR is rewritten at the current step)."""
+        if isinstance(group, bool) or not isinstance(group, numbers.Integral) or not 0 <= group < self._count:
+            raise ValueError(f"group must be a param group index in 0..{self._count - 1}, got {group!r}")
+        groups = self._optimizer.param_groups
+        self._multipliers[group] = _nonneg_finite(f"the multiplier for {_group_label(group, groups[group])}", value)
+        self._rebuild(self._binding.engine.step)
+
+    # ---- forwarding to the wrapped optimizer
+    @property  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self._optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self._optimizer.param_groups = value
+
+    @property  # type: ignore[override]
+    def state(self) -> Any:
+        return self._optimizer.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._optimizer.state = value
+
+    @property  # type: ignore[override]
+    def defaults(self) -> dict[str, Any]:
+        return self._optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, value: dict[str, Any]) -> None:
+        self._optimizer.defaults = value
+
+    @property
+    def _step_supports_amp_scaling(self) -> bool:
+        return bool(getattr(self._optimizer, "_step_supports_amp_scaling", False))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names this object lacks: grad_scale, found_inf, hooks, optimizer-specific methods.
+        try:
+            inner = self.__dict__["_optimizer"]
+        except KeyError:
+            raise AttributeError(name) from None
+        return getattr(inner, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Names the wrapper class defines (methods, properties) stay here; anything else (GradScaler's
+        # grad_scale and found_inf, flags tools set on optimizers) goes to the wrapped optimizer.
+        if hasattr(type(self), name) or name in self.__dict__:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._optimizer, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if name in self.__dict__:
+            object.__delattr__(self, name)
+        else:
+            delattr(self._optimizer, name)
+
+    def __getstate__(self) -> Any:
+        raise TypeError("a ScheduledOptimizer cannot be pickled or copied; save its state_dict() instead")
+
+    def __repr__(self) -> str:
+        scheds = {repr(s) for s in self._schedules}
+        sched = scheds.pop() if len(scheds) == 1 else f"<{len(self._schedules)} per-group schedules>"
+        return (f"ScheduledOptimizer({self._optimizer!r},\n  schedule={sched}, multipliers={self._multipliers}, "
+                f"step={self.last_step})")
+
+
+def wrap(optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *, multipliers: Any = None,
+         schedules: Any = None, lr_dtype: torch.dtype | None = None) -> ScheduledOptimizer:
+    """Wraps ``optimizer`` so that each successful ``step()`` also advances ``schedule`` for every group.
+
+    Args:
+        optimizer: any ``torch.optim.Optimizer``. Each group's current ``'lr'`` becomes its base LR.
+        schedule: a :mod:`torchsched.schedules` spec, a factor of the base LR (``warmup(...) >> cosine(...)``).
+        multipliers: per-group LR factors: a dict keyed by group index or group ``'name'``, a list with one
+            entry per group, or ``callable(group_index, group) -> float``. Groups it does not cover use their
+            ``'lr_multiplier'`` key, else 1.
+        schedules: per-group schedules, given the same ways; groups it does not cover use ``schedule``.
+        lr_dtype: dtype of the LR tensors for optimizers that read tensor LRs (default float32, what fused
+            kernels read; float64 keeps a CPU optimizer's LR in double precision).
+
+    Returns:
+        A :class:`ScheduledOptimizer`: ``isinstance(w, torch.optim.Optimizer)`` holds, and it has the wrapped
+        optimizer's ``param_groups``, ``state``, ``zero_grad``, ``add_param_group``, plus ``get_last_lr()``;
+        its ``state_dict()`` carries the schedule's step.
+    """
+    return ScheduledOptimizer(optimizer, schedule, multipliers=multipliers, schedules=schedules, lr_dtype=lr_dtype)
