@@ -58,6 +58,7 @@ test-nocuda: $(STAMP)
 		-Cbuild-dir=build/nocuda .
 	$(PYTHON) -m venv .venv-nocuda
 	.venv-nocuda/bin/pip install -q numpy pytest pytest-benchmark hypothesis
+	.venv-nocuda/bin/python -c "import torch" 2>/dev/null || .venv-nocuda/bin/pip install -q torch==$(TORCH_VERSION)
 	.venv-nocuda/bin/pip install -q --no-deps dist-nocuda/*.whl
 	cd tests && ../.venv-nocuda/bin/python -c "import torchsched._core as c; assert not c.built_with_cuda(); print('CUDA-off build ok')"
 	.venv-nocuda/bin/python -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_golden.py
