@@ -27,8 +27,11 @@ void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, co
                       bool read_prev);
 
 // The CUDA engine: one launch on `stream` (a cudaStream_t as an integer). Every pointer is device
-// memory. Unless *found_inf (float32, may be null) is non-zero, the launch advances *step by one; it
-// then writes every group's LR for the (new) step. Only defined when built with CUDA.
+// memory; `blocks_done` must be zero before the first launch (the kernel leaves it zero). With
+// `advance`, the launch moves *step on by one and writes every group's LR for the new step, unless
+// *found_inf (float32, may be null) is non-zero: then it writes nothing and holds the step (the
+// optimizer skipped it). Without `advance`, it rewrites the LRs of the current step. Launch errors
+// raise std::runtime_error with the CUDA error string. Only defined when built with CUDA.
 bool cuda_built();
 bool cuda_available();
 void advance_groups_cuda(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
