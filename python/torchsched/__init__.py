@@ -2,6 +2,7 @@
 
 from . import _core, schedules
 from ._engine import Engine
+from .lr_finder import find_lr
 from .optim import wrap
 from .param_groups import param_groups
 
