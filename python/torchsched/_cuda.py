@@ -580,11 +580,13 @@ def scaler_found_inf(scaler: Any, optimizer: torch.optim.Optimizer, device: Any)
     """The float32 inf/NaN flag ``scaler`` recorded for ``optimizer`` on ``device``, to pass to
     :meth:`CudaEngine.advance`. Call it after ``scaler.step(optimizer)`` and before ``scaler.update()`` (which
     discards it). Reads the scaler's per-optimizer state (torch has no public accessor for it); no sync."""
-    states = getattr(scaler, "_per_optimizer_states", None)
-    if states is None:
-        raise TypeError(f"{type(scaler).__name__} has no per-optimizer state: pass a torch.amp.GradScaler")
+    if not isinstance(scaler, torch.amp.GradScaler):
+        raise TypeError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
     if not scaler.is_enabled():
         raise ValueError("the GradScaler is disabled: it records no found_inf (advance without one)")
+    states = getattr(scaler, "_per_optimizer_states", None)
+    if states is None:  # pragma: no cover - a torch that changed GradScaler's internals
+        raise TypeError("this torch.amp.GradScaler keeps no per-optimizer state that torchsched knows how to read")
     state = states.get(id(optimizer))
     per_device = {} if state is None else state.get("found_inf_per_device", {})
     dev = torch.device(device)
@@ -656,12 +658,12 @@ def check_group_flags(index: int, group: dict[str, Any], kind: str | None, cls_n
 
 
 def check_group_lr(index: int, lr: Any, param_device: torch.device) -> None:
-    """Raises when a group's ``lr`` is not a device LR tensor on ``param_device`` (a CUDA device)."""
+    """Raises when a group's ``lr`` is not a one-element LR tensor of its own on ``param_device``."""
     where = f"param group {index}"
     if not isinstance(lr, torch.Tensor):
         raise ValueError(f"{where}: lr is a Python {type(lr).__name__} ({lr!r}), so the optimizer never reads a device "
                          "LR; install the engine's LR tensors with replace_shared_lr_tensors(optimizer, engine)")
-    if lr.device.type == "cpu":
+    if lr.device.type == "cpu" and param_device.type == "cuda":
         raise ValueError(f"{where}: lr is a CPU tensor but the params are on {param_device}. torch's fused CUDA "
                          "kernels read a CPU LR with .item() when step() is called, so a captured CUDA graph would "
                          "freeze the value it had at capture time (and every eager step would pay a host read). "
