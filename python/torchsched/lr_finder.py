@@ -380,6 +380,10 @@ class LRFinderResult:
             sm = self.smoothed_losses[finite]
             m = int(np.argmin(sm))
             lo, hi = float(sm[m]), float(np.max(sm[: m + 1]))
+            if show_raw:  # the raw loss runs ahead of its moving average on the way down
+                head = self.losses[finite][: m + 1]
+                head = head[np.isfinite(head)]
+                lo = min(lo, float(head.min())) if head.size else lo
             pad = 0.1 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-12
             ax.set_ylim(lo - pad, hi + 3 * pad)
         methods = list(SUGGESTIONS) if suggestion == "all" else ([] if suggestion is None else [suggestion])
