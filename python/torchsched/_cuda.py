@@ -216,8 +216,8 @@ class HostMirror:
     """
 
     def __init__(self, host: Engine, dtype: Any, read_prev: bool, initial: Sequence[float]) -> None:
-        self.engine = host
-        self.core = host._core
+        self.engine: Any = host  # Any: mypy cannot type Engine's attributes through the import cycle
+        self.core: Any = getattr(host, "_core")
         self.code, np_dtype, _ = _dtype_info(dtype)
         self.read_prev = bool(read_prev)
         groups = self.core.groups
@@ -338,7 +338,7 @@ class CudaEngine:
                  read_prev: bool = False, initial_lrs: Sequence[float] | None = None) -> None:
         require_cuda_build()
         code, _, _ = _dtype_info(dtype)
-        host = Engine(schedules, base_lrs, multipliers, step=step)  # validates the schedule arguments
+        host: Any = Engine(schedules, base_lrs, multipliers, step=step)  # validates the schedule arguments
         groups = host.groups
         scale = np.asarray(host._core.scale(), dtype=np.float64)
         initial = list(scale) if initial_lrs is None else _finite_values("initial_lrs", list(initial_lrs), groups)
@@ -406,6 +406,11 @@ class CudaEngine:
     def lr_buffer(self) -> torch.Tensor:
         """The [G] LR buffer on the device (the optimizer reads 0-d views of it)."""
         return self._lr
+
+    @property
+    def device_mirror(self) -> torch.Tensor:
+        """The [G] float64 device mirror: the unrounded LRs the last launch computed (what resync() copies)."""
+        return self._mirror_t
 
     @property
     def step(self) -> int:
@@ -722,7 +727,8 @@ def check_optimizer_for_device_lrs(optimizer: torch.optim.Optimizer, engine: Any
             seen[ptr] = i
         if device is not None and device.type == "cuda":
             check_group_lr(i, lr, device)
-            check_group_flags(i, group, kind, cls_name, lr.dtype, capture=capture, allow_unverified=allow_unverified)
+            check_group_flags(i, group, kind, cls_name, lr.dtype if isinstance(lr, torch.Tensor) else None,
+                              capture=capture, allow_unverified=allow_unverified)
         elif device is not None and isinstance(lr, torch.Tensor) and lr.device != device:
             raise ValueError(f"param group {i}: lr is on {lr.device} but the params are on {device}")
         if views is not None:
@@ -788,3 +794,62 @@ def params_of(optimizer: torch.optim.Optimizer) -> Iterable[torch.Tensor]:
     """Every parameter of an optimizer (to pass as ``params=`` to :class:`CudaEngine`)."""
     for group in optimizer.param_groups:
         yield from group["params"]
+
+
+# ---- the wrap() binding ----------------------------------------------------------------------------
+
+class CudaBinding:
+    """Param groups driven by a :class:`CudaEngine`, with the interface of ``optim._HostBinding`` (what
+    ``wrap()`` calls): ``engine``, ``buffer``, ``views``, ``install(groups)``, ``advance(groups, found_inf)``,
+    ``advancer(groups)`` and ``lrs()``.
+
+    Tensor-LR groups get the engine's 0-d views; float-LR groups (a mixed optimizer) get the host mirror's
+    floats after each advance. ``advance`` with a device ``found_inf`` (GradScaler with a fused optimizer)
+    passes it to the kernel, which holds the schedule on the device; it returns True because the host cannot
+    know whether the step was skipped without a sync (the engine is then :attr:`CudaEngine.stale`).
+    """
+
+    def __init__(self, engine: CudaEngine, tensor_groups: Sequence[bool]) -> None:
+        if len(tensor_groups) != engine.groups:
+            raise ValueError(f"{len(tensor_groups)} groups for an engine of {engine.groups}")
+        self.engine = engine
+        self.buffer: torch.Tensor = engine.lr_buffer
+        views = engine.lr_tensors()
+        self.views: list[torch.Tensor | None] = [v if t else None for v, t in zip(views, tensor_groups)]
+        self._float_idx = [g for g, t in enumerate(tensor_groups) if not t]
+
+    def install(self, groups: list[dict[str, Any]]) -> None:
+        lrs = self.engine.lrs()
+        for g, view in enumerate(self.views):
+            groups[g]["lr"] = view if view is not None else lrs[g]
+
+    def _set_floats(self, groups: list[dict[str, Any]]) -> None:
+        if self._float_idx:
+            lrs = self.engine.lrs()
+            for g in self._float_idx:
+                groups[g]["lr"] = lrs[g]
+
+    def advance(self, groups: list[dict[str, Any]], found_inf: Any = None) -> bool:
+        if found_inf is None:
+            self.engine.advance()
+        elif isinstance(found_inf, torch.Tensor) and found_inf.device.type == "cuda":
+            self.engine.advance(found_inf)
+        elif bool(found_inf):  # a host flag (not what a CUDA GradScaler makes): skipped, known on the host
+            return False
+        else:
+            self.engine.advance()
+        self._set_floats(groups)
+        return True
+
+    def advancer(self, groups: list[dict[str, Any]]) -> Any:
+        """A no-argument callable advancing every group (one launch; no checks on the hot path)."""
+        if not self._float_idx:
+            return self.engine.advance
+
+        def mixed() -> None:
+            self.engine.advance()
+            self._set_floats(groups)
+        return mixed
+
+    def lrs(self) -> list[float]:
+        return self.engine.lrs()
