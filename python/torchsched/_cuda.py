@@ -349,7 +349,7 @@ class CudaEngine:
                                "and copies its tables from the host")
 
         self._device = dev
-        self._index = int(dev.index)  # type: ignore[arg-type]
+        self._index = 0 if dev.index is None else int(dev.index)
         self._dtype = dtype
         self._code = code
         self._read_prev = bool(read_prev)
