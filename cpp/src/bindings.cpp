@@ -216,6 +216,633 @@ class Engine {
   int64_t step_ = 0;
 };
 
+// ---- torchsched.lr_scheduler: a scheduler's whole step in one call ------------------------------
+//
+// A Stepper is one drop-in scheduler's compiled program (a root per param group, optional momentum
+// roots) plus where the LRs live: Python floats in the group dicts, or a float32/float64 buffer whose
+// 0-d views the groups hold. One call evaluates every group and stores every LR (and momentum). The
+// torch rules compute their per-step terms once (torch_coef) and the per-group rest in the loop.
+
+namespace lrs {
+
+enum Combine : int { kValue = 0, kScale = 1, kPrev = 2 };  // lr = v, scale[g] * v, prev * v
+enum Storage : int { kNone = 0, kFloats = 1, kBuffer = 2 };
+enum MomKey : int { kNoMomentum = 0, kMomentum = 1, kBetas = 2 };
+
+// Interned names, made once at import.
+PyObject* s_lr;
+PyObject* s_momentum;
+PyObject* s_betas;
+PyObject* s_step_count;
+PyObject* s_last_epoch;
+PyObject* s_optimizer;
+PyObject* s_param_groups;
+PyObject* s_ts;
+PyObject* s_ts_step;
+PyObject* s_fill;
+PyObject* s_clone;
+
+void intern_names() {
+  s_lr = PyUnicode_InternFromString("lr");
+  s_momentum = PyUnicode_InternFromString("momentum");
+  s_betas = PyUnicode_InternFromString("betas");
+  s_step_count = PyUnicode_InternFromString("_step_count");
+  s_last_epoch = PyUnicode_InternFromString("last_epoch");
+  s_optimizer = PyUnicode_InternFromString("optimizer");
+  s_param_groups = PyUnicode_InternFromString("param_groups");
+  s_ts = PyUnicode_InternFromString("_ts");
+  s_ts_step = PyUnicode_InternFromString("_ts_step");
+  s_fill = PyUnicode_InternFromString("fill_");
+  s_clone = PyUnicode_InternFromString("clone");
+}
+
+// Stores v as d[key]. An exact float that only the dict references is invisible to everyone else, so
+// overwriting its value in place is indistinguishable from storing a new float, and saves the
+// allocation and the dict store (the float path's cost per group). Returns false with a Python error.
+inline bool store_float(PyObject* d, PyObject* key, PyObject* old, double v) {
+#if !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API)
+  if (old != nullptr && PyFloat_CheckExact(old) && Py_REFCNT(old) == 1) {
+    reinterpret_cast<PyFloatObject*>(old)->ob_fval = v;
+    return true;
+  }
+#endif
+  PyObject* f = PyFloat_FromDouble(v);
+  if (f == nullptr) return false;
+  int rc = PyDict_SetItem(d, key, f);
+  Py_DECREF(f);
+  return rc == 0;
+}
+
+// Per-group parameters of the split torch rules: every other parameter must agree across groups for
+// their shared terms to be computed once.
+bool per_group_param(int32_t code, int k) {
+  switch (code) {
+    case OP_TORCH_COSINE:
+    case OP_TORCH_SWA: return k == 0;
+    case OP_TORCH_CYCLIC: return k == 0 || k == 1;
+    case OP_TORCH_ONE_CYCLE: return k >= 5;
+    default: return false;
+  }
+}
+
+class Stepper {
+ public:
+  Stepper(const Program& program, Int32Array roots, DoubleArray scale, int combine, Int32Array mom_roots,
+          int mom_key)
+      : program_(program), roots_(roots.data(), roots.data() + roots.size()),
+        scale_(scale.data(), scale.data() + scale.size()),
+        mroots_(mom_roots.data(), mom_roots.data() + mom_roots.size()), combine_(combine), mom_key_(mom_key) {
+    const size_t G = roots_.size();
+    if (G == 0) throw std::invalid_argument("a scheduler needs at least one param group");
+    if (scale_.empty()) scale_.assign(G, 1.0);
+    if (scale_.size() != G)
+      throw std::invalid_argument("scale has " + std::to_string(scale_.size()) + " entries for " + std::to_string(G) +
+                                  " groups");
+    if (combine < kValue || combine > kPrev) throw std::invalid_argument("combine must be 0, 1 or 2");
+    if (!mroots_.empty() && mroots_.size() != G) throw std::invalid_argument("momentum roots need one per group");
+    if (mom_key < kNoMomentum || mom_key > kBetas) throw std::invalid_argument("mom_key must be 0, 1 or 2");
+    if (!mroots_.empty() && mom_key == kNoMomentum) throw std::invalid_argument("momentum roots need a mom_key");
+    validate_program(program_.ops(), program_.size(), program_.aux_size(), program_.aux(), roots_.data(),
+                     static_cast<int64_t>(G));
+    if (!mroots_.empty())
+      validate_program(program_.ops(), program_.size(), program_.aux_size(), program_.aux(), mroots_.data(),
+                       static_cast<int64_t>(G));
+    uniform_ = is_uniform(roots_) && combine_ == kValue;
+    muniform_ = !mroots_.empty() && is_uniform(mroots_);
+    mirror_.assign(G, 0.0);
+    vals_.assign(G, 0.0);
+    mvals_.assign(G, 0.0);
+    prev_.assign(G, 0.0);
+    ins_.assign(G, 0.0);
+    objs_.assign(G, nullptr);
+  }
+
+  int64_t groups() const { return static_cast<int64_t>(roots_.size()); }
+
+  // Python callables (or None) per group: their value at this step is ctx.prev of that group's root.
+  void set_callables(py::object fns, py::object mom_fns, double cycle_total) {
+    fns_ = callables(fns, "fns");
+    mfns_ = callables(mom_fns, "mom_fns");
+    cycle_total_ = cycle_total;
+    if (!fns_.empty()) uniform_ = false;
+    if (!mfns_.empty()) muniform_ = false;
+  }
+
+  void bind_floats() { storage_ = kFloats; views_ = py::tuple(); ptr_ = 0; }
+  void bind_buffer(py::tuple views, std::uintptr_t ptr, int32_t dtype) {
+    check_dtype(dtype);
+    if (static_cast<int64_t>(views.size()) != groups())
+      throw std::invalid_argument("got " + std::to_string(views.size()) + " LR views for " + std::to_string(groups()) +
+                                  " groups");
+    if (ptr == 0) throw std::invalid_argument("the LR buffer pointer is null");
+    storage_ = kBuffer; views_ = std::move(views); ptr_ = ptr; dtype_ = dtype;
+  }
+  void unbind() { storage_ = kNone; views_ = py::tuple(); ptr_ = 0; }
+  int storage() const { return storage_; }
+
+  // Phase 1, no Python code runs: can this step be stored in place? Collects the previous LRs.
+  bool ready(PyObject* groups, double t) {
+    const Py_ssize_t G = static_cast<Py_ssize_t>(roots_.size());
+    if (storage_ == kNone || !PyList_CheckExact(groups) || PyList_GET_SIZE(groups) != G) return false;
+    if (!(t <= max_step_)) return false;
+    for (Py_ssize_t g = 0; g < G; ++g) {
+      PyObject* d = PyList_GET_ITEM(groups, g);
+      if (!PyDict_CheckExact(d)) return false;
+      PyObject* v = PyDict_GetItemWithError(d, s_lr);
+      if (v == nullptr) { PyErr_Clear(); return false; }
+      if (storage_ == kFloats) {
+        if (PyFloat_Check(v)) prev_[g] = PyFloat_AS_DOUBLE(v);
+        else if (PyLong_CheckExact(v)) {
+          prev_[g] = PyLong_AsDouble(v);
+          if (prev_[g] == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return false; }
+        } else return false;
+        objs_[g] = v;
+      } else if (v != PyTuple_GET_ITEM(views_.ptr(), g)) {
+        return false;
+      }
+      if (mom_key_ == kBetas) {
+        PyObject* b = PyDict_GetItemWithError(d, s_betas);
+        if (b == nullptr) { PyErr_Clear(); return false; }
+        if (!PyTuple_Check(b) || PyTuple_GET_SIZE(b) < 1) return false;
+      }
+    }
+    if (storage_ == kBuffer) {
+      if (dtype_ == DT_FLOAT32) {
+        const float* buf = reinterpret_cast<const float*>(ptr_);
+        for (Py_ssize_t g = 0; g < G; ++g) prev_[g] = static_cast<double>(buf[g]);
+      } else {
+        const double* buf = reinterpret_cast<const double*>(ptr_);
+        for (Py_ssize_t g = 0; g < G; ++g) prev_[g] = buf[g];
+      }
+    }
+    return true;
+  }
+
+  // Phase 2 after ready(): evaluate (Python callables may run) and store. False with a Python error set.
+  bool run(PyObject* groups, double t, PyObject* t_obj, double u) {
+    const Py_ssize_t G = static_cast<Py_ssize_t>(roots_.size());
+    bool unchanged = false;
+    if (!evaluate_lrs(t, t_obj, u, prev_.data(), vals_.data(), &unchanged)) return false;
+    if (!mroots_.empty() && !evaluate_momentum(t, t_obj, u, mvals_.data())) return false;
+    const bool relookup = !fns_.empty() || !mfns_.empty();  // Python ran since ready()
+    if (!unchanged) {
+      if (storage_ == kFloats) {
+        for (Py_ssize_t g = 0; g < G; ++g) {
+          PyObject* d = PyList_GET_ITEM(groups, g);
+          PyObject* old = objs_[g];
+          if (relookup) {
+            old = PyDict_GetItemWithError(d, s_lr);
+            if (old == nullptr && PyErr_Occurred()) return false;
+          }
+          if (!store_float(d, s_lr, old, vals_[g])) return false;
+        }
+      } else if (dtype_ == DT_FLOAT32) {
+        float* buf = reinterpret_cast<float*>(ptr_);
+        for (Py_ssize_t g = 0; g < G; ++g) buf[g] = static_cast<float>(vals_[g]);
+      } else {
+        double* buf = reinterpret_cast<double*>(ptr_);
+        for (Py_ssize_t g = 0; g < G; ++g) buf[g] = vals_[g];
+      }
+    }
+    if (!mroots_.empty() && !store_momentum(groups)) return false;
+    std::memcpy(mirror_.data(), vals_.data(), sizeof(double) * static_cast<size_t>(G));
+    fresh_ = true;
+    return true;
+  }
+
+  bool try_step(py::object groups, py::object t_obj, double u) {
+    const double t = number(t_obj.ptr(), "t");
+    if (!ready(groups.ptr(), t)) return false;
+    if (!run(groups.ptr(), t, t_obj.ptr(), u)) throw py::error_already_set();
+    return true;
+  }
+
+  // The LRs this step would give for the previous LRs `prevs` (None: zeros), without storing anything.
+  py::list compute(py::object t_obj, py::object prevs, double u) {
+    const double t = number(t_obj.ptr(), "t");
+    const size_t G = roots_.size();
+    std::vector<double> prev(G, 0.0), out(G, 0.0);
+    if (!prevs.is_none()) {
+      py::sequence seq = prevs.cast<py::sequence>();
+      if (seq.size() != G) throw std::invalid_argument("prevs needs one value per group");
+      for (size_t g = 0; g < G; ++g) prev[g] = number(seq[g].ptr(), "prevs");
+    }
+    bool unchanged = false;
+    if (!evaluate_lrs(t, t_obj.ptr(), u, prev.data(), out.data(), &unchanged)) throw py::error_already_set();
+    return to_list(out);
+  }
+
+  py::list compute_momentum(py::object t_obj, double u) {
+    if (mroots_.empty()) throw std::invalid_argument("this scheduler has no momentum program");
+    const double t = number(t_obj.ptr(), "t");
+    std::vector<double> out(roots_.size(), 0.0);
+    if (!evaluate_momentum(t, t_obj.ptr(), u, out.data())) throw py::error_already_set();
+    return to_list(out);
+  }
+
+  py::list lrs() const { return to_list(mirror_); }
+
+  bool fast_ok_ = false;  // the C-level step() may run this scheduler
+  bool fresh_ = false;    // the mirror holds the LRs of the latest step (the lazy _last_lr reads it)
+  int clock_ = 0;         // 0: t = last_epoch; 1: t = _step_count - 1 (SWALR)
+  double max_step_ = INFINITY;
+  bool uniform_ = false, muniform_ = false;
+
+ private:
+  static double number(PyObject* o, const char* what) {
+    double v = PyFloat_AsDouble(o);
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    (void)what;
+    return v;
+  }
+
+  static py::list to_list(const std::vector<double>& v) {
+    py::list out(v.size());
+    for (size_t g = 0; g < v.size(); ++g) out[g] = py::float_(v[g]);
+    return out;
+  }
+
+  std::vector<py::object> callables(py::object fns, const char* name) {
+    std::vector<py::object> out;
+    if (fns.is_none()) return out;
+    py::sequence seq = fns.cast<py::sequence>();
+    if (seq.size() != roots_.size())
+      throw std::invalid_argument(std::string(name) + " needs one entry per group");
+    for (size_t g = 0; g < roots_.size(); ++g) {
+      py::object f = seq[g];
+      if (!f.is_none() && !PyCallable_Check(f.ptr()))
+        throw py::type_error(std::string(name) + "[" + std::to_string(g) + "] is not callable");
+      out.push_back(f);
+    }
+    return out;
+  }
+
+  bool is_uniform(const std::vector<int32_t>& roots) const {
+    const Op* ops = program_.ops();
+    const Op& first = ops[roots[0]];
+    if (first.size != 1 || !torch_split(first.code)) return false;
+    if (first.code == OP_TORCH_CYCLIC && first.p[4] == 3.0) return false;
+    for (int32_t r : roots) {
+      const Op& op = ops[r];
+      if (op.size != 1 || op.code != first.code || op.a != first.a || op.b != first.b) return false;
+      for (int k = 0; k < kNumParams; ++k)
+        if (!per_group_param(op.code, k) && !(op.p[k] == first.p[k])) return false;
+    }
+    return true;
+  }
+
+  // The callables' values at this step, in group order (torch's order), into ins_.
+  bool call_all(const std::vector<py::object>& fns, double t, PyObject* t_obj) {
+    PyObject* arg = t_obj;
+    PyObject* owned = nullptr;
+    if (cycle_total_ > 0.0) {  // CyclicLR in 'cycle' mode calls scale_fn(cycle), cycle an int
+      owned = PyLong_FromDouble(floor(1.0 + t / cycle_total_));
+      if (owned == nullptr) return false;
+      arg = owned;
+    }
+    bool ok = true;
+    for (size_t g = 0; g < fns.size() && ok; ++g) {
+      if (fns[g].is_none()) continue;
+      PyObject* r = PyObject_CallOneArg(fns[g].ptr(), arg);
+      if (r == nullptr) { ok = false; break; }
+      ins_[g] = PyFloat_AsDouble(r);
+      Py_DECREF(r);
+      if (ins_[g] == -1.0 && PyErr_Occurred()) ok = false;
+    }
+    Py_XDECREF(owned);
+    return ok;
+  }
+
+  bool evaluate_lrs(double t, PyObject* t_obj, double u, const double* prev, double* out, bool* unchanged) {
+    const Op* ops = program_.ops();
+    const double* aux = program_.aux();
+    const size_t G = roots_.size();
+    if (uniform_) {
+      TorchCoef k;
+      torch_coef(ops[roots_[0]], aux, t, 0.0, k);
+      if (k.kind == 0) {
+        std::memcpy(out, prev, sizeof(double) * G);
+        *unchanged = true;
+        return true;
+      }
+      for (size_t g = 0; g < G; ++g) out[g] = torch_apply(ops[roots_[g]], k, prev[g]);
+      return true;
+    }
+    if (!fns_.empty() && !call_all(fns_, t, t_obj)) return false;
+    const bool has_u = !std::isnan(u);
+    for (size_t g = 0; g < G; ++g) {
+      double in = prev[g];
+      if (!fns_.empty() && !fns_[g].is_none()) in = ins_[g];
+      else if (has_u) in = u;
+      const double v = evaluate(ops, aux, roots_[g], t, Ctx{in});
+      out[g] = (combine_ == kScale) ? scale_[g] * v : (combine_ == kPrev ? prev[g] * v : v);
+    }
+    return true;
+  }
+
+  bool evaluate_momentum(double t, PyObject* t_obj, double u, double* out) {
+    const Op* ops = program_.ops();
+    const double* aux = program_.aux();
+    const size_t G = mroots_.size();
+    if (muniform_) {
+      TorchCoef k;
+      torch_coef(ops[mroots_[0]], aux, t, 0.0, k);
+      for (size_t g = 0; g < G; ++g) out[g] = torch_apply(ops[mroots_[g]], k, 0.0);
+      return true;
+    }
+    if (!mfns_.empty() && !call_all(mfns_, t, t_obj)) return false;
+    const bool has_u = !std::isnan(u);
+    for (size_t g = 0; g < G; ++g) {
+      double in = has_u ? u : 0.0;
+      if (!mfns_.empty() && !mfns_[g].is_none()) in = ins_[g];
+      out[g] = evaluate(ops, aux, mroots_[g], t, Ctx{in});
+    }
+    return true;
+  }
+
+  bool store_momentum(PyObject* groups) {
+    const Py_ssize_t G = static_cast<Py_ssize_t>(mroots_.size());
+    for (Py_ssize_t g = 0; g < G; ++g) {
+      PyObject* d = PyList_GET_ITEM(groups, g);
+      if (mom_key_ == kMomentum) {
+        PyObject* old = PyDict_GetItemWithError(d, s_momentum);
+        if (old == nullptr && PyErr_Occurred()) return false;
+        if (!store_float(d, s_momentum, old, mvals_[g])) return false;
+        continue;
+      }
+      // betas = (momentum, *betas[1:]): a new tuple, as torch stores
+      PyObject* old = PyDict_GetItemWithError(d, s_betas);
+      if (old == nullptr) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "betas");
+        return false;
+      }
+      PyObject* seq = PySequence_Tuple(old);
+      if (seq == nullptr) return false;
+      const Py_ssize_t n = PyTuple_GET_SIZE(seq);
+      PyObject* fresh = PyTuple_New(n > 0 ? n : 1);
+      PyObject* m = PyFloat_FromDouble(mvals_[g]);
+      if (fresh == nullptr || m == nullptr) { Py_XDECREF(fresh); Py_XDECREF(m); Py_DECREF(seq); return false; }
+      PyTuple_SET_ITEM(fresh, 0, m);
+      for (Py_ssize_t i = 1; i < n; ++i) {
+        PyObject* item = PyTuple_GET_ITEM(seq, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(fresh, i, item);
+      }
+      Py_DECREF(seq);
+      int rc = PyDict_SetItem(d, s_betas, fresh);
+      Py_DECREF(fresh);
+      if (rc != 0) return false;
+    }
+    return true;
+  }
+
+  Program program_;
+  std::vector<int32_t> roots_;
+  std::vector<double> scale_;
+  std::vector<int32_t> mroots_;
+  int combine_;
+  int mom_key_;
+  std::vector<py::object> fns_, mfns_;
+  double cycle_total_ = 0.0;
+  int storage_ = kNone;
+  py::tuple views_;
+  std::uintptr_t ptr_ = 0;
+  int32_t dtype_ = DT_FLOAT64;
+  std::vector<double> mirror_, vals_, mvals_, prev_, ins_;
+  std::vector<PyObject*> objs_;  // borrowed, valid from ready() to the store with no Python code between
+};
+
+Stepper* stepper_of(PyObject* obj) {
+  if (obj == Py_None) return nullptr;
+  try {
+    return py::handle(obj).cast<Stepper*>();
+  } catch (const py::cast_error&) {
+    return nullptr;
+  }
+}
+
+// scheduler.step(epoch=None) for the drop-in classes. The common case (no epoch, a bound Stepper, the
+// first step done) runs here: torch's counters in the instance dict, then one Stepper call. Everything
+// else (the call-order warnings of the first step, step(epoch), a changed optimizer) goes to the
+// Python slow path, self._ts_step(epoch).
+PyObject* scheduler_step(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "step() needs the scheduler");
+    return nullptr;
+  }
+  PyObject* self = args[0];
+  PyObject* epoch = Py_None;
+  if (nargs + nkw > 2) {
+    PyErr_Format(PyExc_TypeError, "step() takes from 1 to 2 positional arguments but %zd were given", nargs + nkw);
+    return nullptr;
+  }
+  if (nargs == 2) epoch = args[1];
+  if (nkw == 1) {
+    if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "epoch") != 0) {
+      PyErr_Format(PyExc_TypeError, "step() got an unexpected keyword argument '%U'", PyTuple_GET_ITEM(kwnames, 0));
+      return nullptr;
+    }
+    epoch = args[nargs];
+  }
+  if (epoch != Py_None) return PyObject_CallMethodOneArg(self, s_ts_step, epoch);
+
+  PyObject* st_obj = PyObject_GetAttr(self, s_ts);
+  if (st_obj == nullptr) return nullptr;
+  Stepper* st = stepper_of(st_obj);
+  PyObject* result = nullptr;
+  PyObject* d = nullptr;
+  PyObject* groups = nullptr;
+  bool slow = true;
+  if (st != nullptr && st->fast_ok_) {
+    d = PyObject_GenericGetDict(self, nullptr);
+    if (d == nullptr) goto done;
+    {
+      PyObject* sc = PyDict_GetItemWithError(d, s_step_count);
+      PyObject* le = sc ? PyDict_GetItemWithError(d, s_last_epoch) : nullptr;
+      PyObject* opt = le ? PyDict_GetItemWithError(d, s_optimizer) : nullptr;
+      if (opt == nullptr) {
+        if (PyErr_Occurred()) goto done;
+      } else if (PyLong_CheckExact(sc) && PyLong_CheckExact(le)) {
+        int of1 = 0, of2 = 0;
+        const long long scv = PyLong_AsLongLongAndOverflow(sc, &of1);
+        const long long lev = PyLong_AsLongLongAndOverflow(le, &of2);
+        if (!of1 && !of2 && scv >= 2 && scv < (1LL << 52) && lev > -(1LL << 52) && lev < (1LL << 52)) {
+          groups = PyObject_GetAttr(opt, s_param_groups);
+          if (groups == nullptr) goto done;
+          const double t = (st->clock_ == 1) ? static_cast<double>(scv) : static_cast<double>(lev + 1);
+          if (st->ready(groups, t)) {
+            slow = false;
+            PyObject* nsc = PyLong_FromLongLong(scv + 1);
+            PyObject* nle = nsc ? PyLong_FromLongLong(lev + 1) : nullptr;
+            if (nle == nullptr || PyDict_SetItem(d, s_step_count, nsc) != 0 || PyDict_SetItem(d, s_last_epoch, nle) != 0) {
+              Py_XDECREF(nsc);
+              Py_XDECREF(nle);
+              goto done;
+            }
+            const bool ok = st->run(groups, t, nle, NAN);
+            Py_DECREF(nsc);
+            Py_DECREF(nle);
+            if (!ok) goto done;
+            Py_INCREF(Py_None);
+            result = Py_None;
+          }
+        }
+      }
+    }
+  }
+  if (slow) result = PyObject_CallMethodOneArg(self, s_ts_step, Py_None);
+done:
+  Py_XDECREF(groups);
+  Py_XDECREF(d);
+  Py_DECREF(st_obj);
+  return result;
+}
+
+PyMethodDef scheduler_step_def = {
+    "step", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(scheduler_step)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "step($self, /, epoch=None)\n--\n\n"
+    "Step the scheduler: advance last_epoch and store every group's LR (and momentum) in one core call.\n\n"
+    "Call it after optimizer.step(). ``epoch`` is deprecated, as in torch: when given, last_epoch is set to it\n"
+    "and the closed form is used where the class has one, with torch's deprecation warning."};
+
+// ---- ReduceLROnPlateau -------------------------------------------------------------------------
+
+double as_double(PyObject* o) {
+  double v = PyFloat_AsDouble(o);
+  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
+int64_t as_count(PyObject* o, bool round_up) {
+  if (PyLong_Check(o)) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow) return overflow > 0 ? INT64_MAX : INT64_MIN;
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return v;
+  }
+  double v = as_double(o);
+  if (std::isnan(v)) throw std::invalid_argument("a ReduceLROnPlateau counter is NaN");
+  v = round_up ? ceil(v) : floor(v);
+  if (v >= 9.2e18) return INT64_MAX;
+  if (v <= -9.2e18) return INT64_MIN;
+  return static_cast<int64_t>(v);
+}
+
+PyObject* item(const py::dict& d, const char* key) {
+  PyObject* v = PyDict_GetItemString(d.ptr(), key);
+  if (v == nullptr) throw py::key_error(key);
+  return v;
+}
+
+bool str_is(PyObject* o, const char* s) { return PyUnicode_Check(o) && PyUnicode_CompareWithASCIIString(o, s) == 0; }
+
+// One ReduceLROnPlateau step on the scheduler's own __dict__ (so state_dict() stays torch's), for the
+// metric already converted to float: plateau_update, then (when due) every group's reduction and
+// plateau_after_reduce. Returns the new _last_lr (floats as stored; clones of tensor LRs).
+py::list plateau_step(py::dict d, py::list groups, double metric, py::handle tensor_type) {
+  PlateauParams q{};
+  q.factor = as_double(item(d, "factor"));
+  q.threshold = as_double(item(d, "threshold"));
+  q.eps = as_double(item(d, "eps"));
+  q.patience = as_count(item(d, "patience"), false);   // bad > patience for a count: floor(patience)
+  q.cooldown = as_count(item(d, "cooldown"), true);    // ceil(cooldown) steps of cooldown
+  q.mode_max = str_is(item(d, "mode"), "min") ? 0 : 1;
+  q.threshold_rel = str_is(item(d, "threshold_mode"), "rel") ? 1 : 0;
+  PlateauState s{};
+  s.best = as_double(item(d, "best"));
+  s.num_bad_epochs = as_count(item(d, "num_bad_epochs"), false);
+  s.cooldown_counter = as_count(item(d, "cooldown_counter"), true);
+  s.last_epoch = 0;
+
+  auto write_back = [&]() {
+    d["best"] = py::float_(s.best);
+    d["num_bad_epochs"] = py::int_(s.num_bad_epochs);
+    d["cooldown_counter"] = py::int_(s.cooldown_counter);
+  };
+  const size_t G = groups.size();
+  if (plateau_update(q, s, metric)) {
+    py::object min_lrs = py::reinterpret_borrow<py::object>(item(d, "min_lrs"));
+    if (py::len(min_lrs) != G) {
+      py::object dflt = py::reinterpret_borrow<py::object>(item(d, "default_min_lr"));
+      if (dflt.is_none()) {
+        write_back();
+        throw std::runtime_error(
+            "The number of param groups in the `optimizer` (" + std::to_string(G) +
+            ") differs from when `ReduceLROnPlateau` was initialized (" + std::to_string(py::len(min_lrs)) +
+            "), usually due to a new param group being added to the optimizer. Please modify the `min_lrs` field "
+            "to match the length of the `optimizer` param groups.");
+      }
+      py::list fresh(G);
+      for (size_t g = 0; g < G; ++g) fresh[g] = dflt;
+      d["min_lrs"] = fresh;
+      min_lrs = fresh;
+    }
+    std::vector<double> olds(G), mins(G);
+    for (size_t g = 0; g < G; ++g) {
+      py::dict group = groups[g].cast<py::dict>();
+      olds[g] = as_double(item(group, "lr"));
+      mins[g] = as_double(py::object(min_lrs[py::int_(g)]).ptr());
+    }
+    for (size_t g = 0; g < G; ++g) {
+      double new_lr = olds[g];
+      if (!plateau_reduced(q, olds[g], mins[g], &new_lr)) continue;
+      py::dict group = groups[g].cast<py::dict>();
+      PyObject* cur = item(group, "lr");
+      if (PyObject_IsInstance(cur, tensor_type.ptr()) == 1) {
+        py::reinterpret_borrow<py::object>(cur).attr("fill_")(new_lr);
+      } else {
+        group["lr"] = py::float_(new_lr);
+      }
+    }
+    plateau_after_reduce(q, s);
+  }
+  write_back();
+  py::list last(G);
+  for (size_t g = 0; g < G; ++g) {
+    py::dict group = groups[g].cast<py::dict>();
+    py::object v = py::reinterpret_borrow<py::object>(item(group, "lr"));
+    last[g] = (PyObject_IsInstance(v.ptr(), tensor_type.ptr()) == 1) ? v.attr("clone")() : v;
+  }
+  return last;
+}
+
+void register_bindings(py::module_& m) {
+  intern_names();
+  py::class_<Stepper>(m, "Stepper", "One drop-in scheduler's compiled program and LR storage (torchsched.lr_scheduler).")
+      .def(py::init<const Program&, Int32Array, DoubleArray, int, Int32Array, int>(), py::arg("program"),
+           py::arg("roots"), py::arg("scale"), py::arg("combine") = 0,
+           py::arg("mom_roots") = Int32Array(0), py::arg("mom_key") = 0)
+      .def_property_readonly("groups", &Stepper::groups)
+      .def_property_readonly("storage", &Stepper::storage)
+      .def_readwrite("fast_ok", &Stepper::fast_ok_)
+      .def_readwrite("fresh", &Stepper::fresh_)
+      .def_readwrite("clock", &Stepper::clock_)
+      .def_readwrite("max_step", &Stepper::max_step_)
+      .def_readonly("uniform", &Stepper::uniform_)
+      .def("set_callables", &Stepper::set_callables, py::arg("fns"), py::arg("mom_fns") = py::none(),
+           py::arg("cycle_total") = 0.0)
+      .def("bind_floats", &Stepper::bind_floats)
+      .def("bind_buffer", &Stepper::bind_buffer, py::arg("views"), py::arg("ptr"), py::arg("dtype"))
+      .def("unbind", &Stepper::unbind)
+      .def("try_step", &Stepper::try_step, py::arg("groups"), py::arg("t"), py::arg("u") = NAN)
+      .def("compute", &Stepper::compute, py::arg("t"), py::arg("prevs") = py::none(), py::arg("u") = NAN)
+      .def("compute_momentum", &Stepper::compute_momentum, py::arg("t"), py::arg("u") = NAN)
+      .def("lrs", &Stepper::lrs);
+  PyObject* fn = PyCFunction_NewEx(&scheduler_step_def, nullptr, nullptr);
+  if (fn == nullptr) throw py::error_already_set();
+  PyObject* method = PyInstanceMethod_New(fn);
+  Py_DECREF(fn);
+  if (method == nullptr) throw py::error_already_set();
+  m.attr("scheduler_step") = py::reinterpret_steal<py::object>(method);
+  m.def("plateau_step", &plateau_step, py::arg("state"), py::arg("groups"), py::arg("metric"), py::arg("tensor_type"),
+        "One ReduceLROnPlateau step on the scheduler's __dict__: update, reduce every group when due; returns _last_lr.");
+}
+
+}  // namespace lrs
+
 #ifdef TORCHSCHED_WITH_CUDA
 constexpr bool kBuiltWithCuda = true;
 #else
@@ -285,6 +912,8 @@ PYBIND11_MODULE(_core, m) {
       .def("set_scale", &Engine::set_scale, py::arg("group"), py::arg("value"))
       .def("roots", &Engine::roots)
       .def_property_readonly("program", &Engine::program, py::return_value_policy::reference_internal);
+
+  lrs::register_bindings(m);  // torchsched.lr_scheduler: Stepper, scheduler_step, plateau_step
 
   m.def("advance_cuda", &advance_cuda, py::arg("ops"), py::arg("aux"), py::arg("roots"), py::arg("scale"),
         py::arg("groups"), py::arg("step"), py::arg("blocks_done"), py::arg("mirror"), py::arg("out"), py::arg("dtype"),

@@ -1,6 +1,7 @@
 """torchsched: learning-rate schedules computed on the device for PyTorch."""
 
 from . import _core, schedules
+from . import lr_scheduler
 from ._engine import Engine
 from .lr_finder import find_lr
 from .optim import wrap

@@ -55,11 +55,23 @@ enum OpCode : int32_t {
   OP_TORCH_MULTISTEP = 21,   // aux[a..a+b) sorted milestones (repeats allowed), p0 gamma
   OP_TORCH_CONSTANT = 22,    // p0 factor, p1 total_iters
   OP_TORCH_LINEAR = 23,      // p0 start_factor, p1 end_factor, p2 total_iters
-  OP_TORCH_EXPONENTIAL = 24, // p0 gamma
-  OP_TORCH_POLYNOMIAL = 25,  // p0 total_iters, p1 power
-  OP_TORCH_COSINE = 26,      // p0 base lr, p1 eta_min, p2 T_max
+  OP_TORCH_EXPONENTIAL = 24, // p0 gamma, p1 chain_at_0
+  OP_TORCH_POLYNOMIAL = 25,  // p0 total_iters, p1 power, p2 chain_at_0
+  OP_TORCH_COSINE = 26,      // p0 base lr, p1 eta_min, p2 T_max, p3 chain_at_0
   OP_TORCH_SWA = 27,         // p0 swa_lr, p1 anneal_epochs, p2 0 cos / 1 linear
-  OP_LEAF_END = 28,
+  // ---- torch's closed forms and non-chainable rules (torchsched.lr_scheduler) ------------------
+  OP_TORCH_INPUT = 28,              // ctx.prev itself: a value the caller computed (a Python lr_lambda)
+  OP_TORCH_STEP_CLOSED = 29,        // p0 base, p1 step_size, p2 gamma: base * gamma ** (t // step_size)
+  OP_TORCH_CONSTANT_CLOSED = 30,    // p0 base, p1 factor, p2 total_iters
+  OP_TORCH_LINEAR_CLOSED = 31,      // p0 base, p1 start_factor, p2 end_factor, p3 total_iters
+  OP_TORCH_EXPONENTIAL_CLOSED = 32, // p0 base, p1 gamma
+  OP_TORCH_POLYNOMIAL_CLOSED = 33,  // p0 base, p1 total_iters, p2 power
+  OP_TORCH_COSINE_CLOSED = 34,      // p0 base, p1 eta_min, p2 T_max; p3 1: the period is ctx.prev
+  OP_TORCH_CYCLIC = 35,             // p0 low, p1 high, p2 total_size, p3 step_ratio, p4 mode, p5 gamma,
+                                    // p6 1: scale by iterations, p7 1: momentum (high - swing);
+                                    // mode 0 triangular, 1 triangular2, 2 exp_range, 3 scale in ctx.prev
+  OP_TORCH_ONE_CYCLE = 36,          // p0 0 cos / 1 linear, p1 three_phase, p2..p4 phase ends, p5..p7 A, B, C
+  OP_LEAF_END = 37,
   // ---- combinators --------------------------------------------------------------------------
   OP_PRODUCT = 40,   // b children, multiplied
   OP_SCALE = 41,     // p0 factor times the one child
@@ -240,62 +252,179 @@ TS_HD double tanh_decay(const double* p, double t) {
   return p[1] + 0.5 * (p[0] - p[1]) * (1.0 - tanh(p[3] * (1.0 - tr) + p[4] * tr));
 }
 
-// ---- torch's chainable rules (torch.optim.lr_scheduler get_lr), same order of operations --------
+// ---- torch's rules (torch.optim.lr_scheduler and swa_utils, 2.13), torch's order of operations ---
+//
+// Chainable rules give the new LR from the previous one (prev), as torch's get_lr does inside step().
+// Every torch rule is split into the terms one step shares between all groups (torch_coef) and the
+// per-group rest (torch_apply), so an engine stepping many groups computes the shared terms once and
+// still gets, bit for bit, what evaluating each group on its own gives.
+//
+// The constructor's initial step: ExponentialLR, PolynomialLR and CosineAnnealingLR leave the LR
+// unchanged there, and these ops do the same at t = 0 unless their `chain_at_0` parameter is 1. Callers
+// that run the initial step themselves (torchsched.lr_scheduler) set it, so that a schedule restarted
+// by hand (last_epoch = -1, then step()) gets torch's rule at t = 0 too.
 
-TS_HD double torch_step(const double* p, double t, double prev) {
-  if (t == 0.0 || fmod(t, p[0]) != 0.0) return prev;
-  return prev * p[1];
+struct TorchCoef {
+  double c0, c1;
+  int32_t kind;  // 0: the LR stays what it was; 1: prev * c0; above: op-specific (see torch_apply)
+};
+
+// Python's float floor division (a // b), which floor(a / b) can miss by one when a / b rounds.
+TS_HD double py_floordiv(double a, double b) {
+  double mod = fmod(a, b);
+  double div = (a - mod) / b;
+  if (mod != 0.0 && ((b < 0.0) != (mod < 0.0))) div -= 1.0;
+  if (div == 0.0) return copysign(0.0, a / b);
+  double f = floor(div);
+  if (div - f > 0.5) f += 1.0;
+  return f;
 }
 
-TS_HD double torch_multistep(const double* p, const double* aux, int32_t a, int32_t n, double t, double prev) {
-  int32_t hits = count_passed(aux + a, n, t, false) - count_passed(aux + a, n, t, true);
-  if (hits == 0) return prev;
-  return prev * pow(p[0], (double)hits);
-}
-
-TS_HD double torch_constant(const double* p, double t, double prev) {
-  if (t == 0.0) return prev * p[0];
-  if (t != p[1]) return prev;
-  return prev * (1.0 / p[0]);
-}
-
-TS_HD double torch_linear(const double* p, double t, double prev) {
-  if (t == 0.0) return prev * p[0];
-  if (t > p[2]) return prev;
-  return prev * (1.0 + (p[1] - p[0]) / (p[2] * p[0] + (t - 1.0) * (p[1] - p[0])));
-}
-
-TS_HD double torch_exponential(const double* p, double t, double prev) {
-  if (t == 0.0) return prev;
-  return prev * p[0];
-}
-
-TS_HD double torch_polynomial(const double* p, double t, double prev) {
-  if (t == 0.0 || t > p[0]) return prev;
-  double f = (1.0 - t / p[0]) / (1.0 - (t - 1.0) / p[0]);
-  return prev * pow(f, p[1]);
-}
-
-TS_HD double torch_cosine(const double* p, double t, double prev) {
-  double base = p[0], eta_min = p[1], T = p[2];
-  if (t == 0.0) return prev;
-  if (fmod(t - 1.0 - T, 2.0 * T) == 0.0)
-    return prev + (base - eta_min) * (1.0 - cos(kPi / T)) / 2.0;
-  return (1.0 + cos(kPi * t / T)) / (1.0 + cos(kPi * (t - 1.0) / T)) * (prev - eta_min) + eta_min;
-}
-
-// torch.optim.swa_utils.SWALR; t is the scheduler's step count minus one.
+// SWALR's anneal function: linear, or (1 - cos(pi x)) / 2.
 TS_HD double swa_alpha(double x, double linear) {
   return linear != 0.0 ? x : (1.0 - cos(kPi * x)) / 2.0;
 }
-TS_HD double torch_swa(const double* p, double t, double prev) {
-  double swa_lr = p[0], anneal_epochs = p[1];
-  double step = (anneal_epochs == 0.0) ? ts_max(1.0, t) : t;
-  double denom = ts_max(1.0, anneal_epochs);
-  double prev_alpha = swa_alpha(ts_clamp01((step - 1.0) / denom), p[2]);
-  double initial = (prev_alpha == 1.0) ? swa_lr : (prev - prev_alpha * swa_lr) / (1.0 - prev_alpha);
-  double alpha = swa_alpha(ts_clamp01(step / denom), p[2]);
-  return swa_lr * alpha + initial * (1.0 - alpha);
+
+// OneCycleLR: the phase that holds t, and its annealing term (cos(pi pct) + 1, or pct when linear).
+TS_HD void one_cycle_phase(const double* p, double t, TorchCoef& k) {
+  const int32_t phases = (p[1] != 0.0) ? 3 : 2;
+  double start = 0.0;
+  for (int32_t i = 0; i < phases; ++i) {
+    double end = p[2 + i];
+    if (t <= end || i == phases - 1) {
+      double pct = (t - start) / (end - start);
+      k.c0 = (p[0] != 0.0) ? pct : cos(kPi * pct) + 1.0;
+      k.kind = 10 + i;
+      return;
+    }
+    start = end;
+  }
+}
+
+// True for the ops split into torch_coef / torch_apply.
+TS_HD bool torch_split(int32_t code) {
+  return (code >= OP_TORCH_STEP && code <= OP_TORCH_SWA) || code == OP_TORCH_CYCLIC || code == OP_TORCH_ONE_CYCLE;
+}
+
+// The per-step terms. Only the parameters a scheduler shares between its groups are read here:
+// p0 (base LR) of COSINE and SWA, p0/p1 of CYCLIC and p5..p7 of ONE_CYCLE are per group.
+// `fn` is CyclicLR's scale_fn value when mode 3 (a Python scale_fn) supplies it.
+TS_HD void torch_coef(const Op& op, const double* aux, double t, double fn, TorchCoef& k) {
+  const double* p = op.p;
+  k.c0 = 1.0; k.c1 = 0.0; k.kind = 0;
+  switch (op.code) {
+    case OP_TORCH_STEP:
+      if (t != 0.0 && fmod(t, p[0]) == 0.0) { k.kind = 1; k.c0 = p[1]; }
+      return;
+    case OP_TORCH_MULTISTEP: {
+      int32_t hits = count_passed(aux + op.a, op.b, t, false) - count_passed(aux + op.a, op.b, t, true);
+      if (hits != 0) { k.kind = 1; k.c0 = pow(p[0], (double)hits); }
+      return;
+    }
+    case OP_TORCH_CONSTANT:
+      if (t == 0.0) { k.kind = 1; k.c0 = p[0]; }
+      else if (t == p[1]) { k.kind = 1; k.c0 = 1.0 / p[0]; }
+      return;
+    case OP_TORCH_LINEAR:
+      if (t == 0.0) { k.kind = 1; k.c0 = p[0]; }
+      else if (!(t > p[2])) { k.kind = 1; k.c0 = 1.0 + (p[1] - p[0]) / (p[2] * p[0] + (t - 1.0) * (p[1] - p[0])); }
+      return;
+    case OP_TORCH_EXPONENTIAL:
+      if (t != 0.0 || p[1] != 0.0) { k.kind = 1; k.c0 = p[0]; }
+      return;
+    case OP_TORCH_POLYNOMIAL:
+      if ((t != 0.0 || p[2] != 0.0) && !(t > p[0])) {
+        k.kind = 1;
+        k.c0 = pow((1.0 - t / p[0]) / (1.0 - (t - 1.0) / p[0]), p[1]);
+      }
+      return;
+    case OP_TORCH_COSINE: {
+      const double T = p[2];
+      if (t == 0.0 && p[3] == 0.0) return;
+      if (fmod(t - 1.0 - T, 2.0 * T) == 0.0) { k.kind = 2; k.c0 = 1.0 - cos(kPi / T); }
+      else { k.kind = 3; k.c0 = (1.0 + cos(kPi * t / T)) / (1.0 + cos(kPi * (t - 1.0) / T)); }
+      return;
+    }
+    case OP_TORCH_SWA: {
+      // t is the scheduler's step count minus one
+      const double step = (p[1] == 0.0) ? ts_max(1.0, t) : t;
+      const double denom = ts_max(1.0, p[1]);
+      k.kind = 4;
+      k.c0 = swa_alpha(ts_clamp01((step - 1.0) / denom), p[2]);  // the previous step's alpha
+      k.c1 = swa_alpha(ts_clamp01(step / denom), p[2]);
+      return;
+    }
+    case OP_TORCH_CYCLIC: {
+      const double cycle = floor(1.0 + t / p[2]);
+      const double x = 1.0 + t / p[2] - cycle;
+      k.kind = 5;
+      k.c0 = (x <= p[3]) ? x / p[3] : (x - 1.0) / (p[3] - 1.0);
+      const double arg = (p[6] != 0.0) ? t : cycle;
+      if (p[4] == 1.0) k.c1 = 1.0 / pow(2.0, arg - 1.0);
+      else if (p[4] == 2.0) k.c1 = pow(p[5], arg);
+      else if (p[4] == 3.0) k.c1 = fn;
+      else k.c1 = 1.0;
+      return;
+    }
+    case OP_TORCH_ONE_CYCLE:
+      one_cycle_phase(p, t, k);
+      return;
+    default:
+      return;
+  }
+}
+
+TS_HD double torch_apply(const Op& op, const TorchCoef& k, double prev) {
+  const double* p = op.p;
+  switch (k.kind) {
+    case 0: return prev;
+    case 1: return prev * k.c0;
+    case 2: return prev + (p[0] - p[1]) * k.c0 / 2.0;   // CosineAnnealingLR past a half period
+    case 3: return k.c0 * (prev - p[1]) + p[1];         // CosineAnnealingLR
+    case 4: {                                            // SWALR: back out the start, re-anneal
+      const double initial = (k.c0 == 1.0) ? p[0] : (prev - k.c0 * p[0]) / (1.0 - k.c0);
+      return p[0] * k.c1 + initial * (1.0 - k.c1);
+    }
+    case 5: {                                            // CyclicLR: lr from low, momentum from high
+      const double height = (p[1] - p[0]) * k.c0;
+      return (p[7] != 0.0) ? p[1] - height * k.c1 : p[0] + height * k.c1;
+    }
+    default: {                                           // OneCycleLR phase kind - 10
+      const int32_t phase = k.kind - 10;
+      const bool three = p[1] != 0.0;
+      double start, end;
+      if (phase == 0) { start = p[5]; end = p[6]; }
+      else if (phase == 1) { start = p[6]; end = three ? p[5] : p[7]; }
+      else { start = p[5]; end = p[7]; }
+      if (p[0] != 0.0) return (end - start) * k.c0 + start;
+      return end + (start - end) / 2.0 * k.c0;
+    }
+  }
+}
+
+// The torch rules one group at a time (what eval_leaf uses).
+TS_HD double torch_rule(const Op& op, const double* aux, double t, double prev) {
+  TorchCoef k;
+  torch_coef(op, aux, t, prev, k);
+  return torch_apply(op, k, prev);
+}
+
+// Closed forms (torch's _get_closed_form_lr and the rules that are functions of the step). `in` is
+// ctx.prev: the period for COSINE_CLOSED with p3 = 1 (CosineAnnealingWarmRestarts' T_i, t being T_cur).
+TS_HD double torch_closed(const Op& op, double t, double in) {
+  const double* p = op.p;
+  switch (op.code) {
+    case OP_TORCH_STEP_CLOSED: return p[0] * pow(p[2], py_floordiv(t, p[1]));
+    case OP_TORCH_CONSTANT_CLOSED: return p[0] * (p[1] + (t >= p[2] ? 1.0 : 0.0) * (1.0 - p[1]));
+    case OP_TORCH_LINEAR_CLOSED: return p[0] * (p[1] + (p[2] - p[1]) * ts_min(p[3], t) / p[3]);
+    case OP_TORCH_EXPONENTIAL_CLOSED: return p[0] * pow(p[1], t);
+    case OP_TORCH_POLYNOMIAL_CLOSED: return p[0] * pow(1.0 - ts_min(p[1], t) / p[1], p[2]);
+    case OP_TORCH_COSINE_CLOSED: {
+      const double T = (p[3] != 0.0) ? in : p[2];
+      return p[1] + (p[0] - p[1]) * (1.0 + cos(kPi * t / T)) / 2.0;
+    }
+    default: return in;  // OP_TORCH_INPUT
+  }
 }
 
 // ---- evaluation ------------------------------------------------------------------------------
@@ -318,14 +447,23 @@ TS_HD double eval_leaf(const Op& op, const double* aux, double t, const Ctx& ctx
     case OP_ANNEAL: return anneal(p, t);
     case OP_INTERP: return interpolate(p, aux, op.a, op.b, t);
     case OP_TANH: return tanh_decay(p, t);
-    case OP_TORCH_STEP: return torch_step(p, t, ctx.prev);
-    case OP_TORCH_MULTISTEP: return torch_multistep(p, aux, op.a, op.b, t, ctx.prev);
-    case OP_TORCH_CONSTANT: return torch_constant(p, t, ctx.prev);
-    case OP_TORCH_LINEAR: return torch_linear(p, t, ctx.prev);
-    case OP_TORCH_EXPONENTIAL: return torch_exponential(p, t, ctx.prev);
-    case OP_TORCH_POLYNOMIAL: return torch_polynomial(p, t, ctx.prev);
-    case OP_TORCH_COSINE: return torch_cosine(p, t, ctx.prev);
-    case OP_TORCH_SWA: return torch_swa(p, t, ctx.prev);
+    case OP_TORCH_STEP:
+    case OP_TORCH_MULTISTEP:
+    case OP_TORCH_CONSTANT:
+    case OP_TORCH_LINEAR:
+    case OP_TORCH_EXPONENTIAL:
+    case OP_TORCH_POLYNOMIAL:
+    case OP_TORCH_COSINE:
+    case OP_TORCH_SWA:
+    case OP_TORCH_CYCLIC:
+    case OP_TORCH_ONE_CYCLE: return torch_rule(op, aux, t, ctx.prev);
+    case OP_TORCH_INPUT:
+    case OP_TORCH_STEP_CLOSED:
+    case OP_TORCH_CONSTANT_CLOSED:
+    case OP_TORCH_LINEAR_CLOSED:
+    case OP_TORCH_EXPONENTIAL_CLOSED:
+    case OP_TORCH_POLYNOMIAL_CLOSED:
+    case OP_TORCH_COSINE_CLOSED: return torch_closed(op, t, ctx.prev);
     default: return 0.0;  // unreachable: programs are validated before they reach here
   }
 }
@@ -395,8 +533,10 @@ TS_HD bool plateau_is_better(const PlateauParams& q, double a, double best) {
   return a > best + q.threshold;
 }
 
-// Updates the state with one metric; returns true when the LRs must be reduced this step.
-TS_HD bool plateau_observe(const PlateauParams& q, PlateauState& s, double metric) {
+// Updates the state with one metric and says whether the LRs are due for a reduction. The caller then
+// reduces them and calls plateau_after_reduce: torch's order, in which a reduction that fails (a param
+// group added without a min_lr for it) leaves the counters as plateau_update left them.
+TS_HD bool plateau_update(const PlateauParams& q, PlateauState& s, double metric) {
   s.last_epoch += 1;
   if (plateau_is_better(q, metric, s.best)) {
     s.best = metric;
@@ -408,17 +548,35 @@ TS_HD bool plateau_observe(const PlateauParams& q, PlateauState& s, double metri
     s.cooldown_counter -= 1;
     s.num_bad_epochs = 0;
   }
-  if (s.num_bad_epochs > q.patience) {
-    s.cooldown_counter = q.cooldown;
-    s.num_bad_epochs = 0;
-    return true;
-  }
-  return false;
+  return s.num_bad_epochs > q.patience;
+}
+
+TS_HD void plateau_after_reduce(const PlateauParams& q, PlateauState& s) {
+  s.cooldown_counter = q.cooldown;
+  s.num_bad_epochs = 0;
+}
+
+// Updates the state with one metric; returns true when the LRs must be reduced this step.
+TS_HD bool plateau_observe(const PlateauParams& q, PlateauState& s, double metric) {
+  if (!plateau_update(q, s, metric)) return false;
+  plateau_after_reduce(q, s);
+  return true;
+}
+
+// One group's reduction: true (and the new LR in *out) when torch would store a new LR, that is when
+// the drop max(lr * factor, min_lr) is more than eps. max as Python's: the first unless the second is larger.
+TS_HD bool plateau_reduced(const PlateauParams& q, double lr, double min_lr, double* out) {
+  double scaled = lr * q.factor;
+  double new_lr = (min_lr > scaled) ? min_lr : scaled;
+  if (!(lr - new_lr > q.eps)) return false;
+  *out = new_lr;
+  return true;
 }
 
 TS_HD double plateau_reduce(const PlateauParams& q, double lr, double min_lr) {
-  double new_lr = ts_max(lr * q.factor, min_lr);
-  return (lr - new_lr > q.eps) ? new_lr : lr;
+  double new_lr = lr;
+  plateau_reduced(q, lr, min_lr, &new_lr);
+  return new_lr;
 }
 
 }  // namespace torchsched

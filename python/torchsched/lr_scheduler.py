@@ -1,0 +1,1066 @@
+"""Drop-in twins of every ``torch.optim.lr_scheduler`` class, plus ``torch.optim.swa_utils.SWALR``.
+
+Replace ``from torch.optim import lr_scheduler`` with ``from torchsched import lr_scheduler`` and nothing
+else changes: the same constructor signatures and defaults, argument checks and errors (construction is
+torch's own), the same LR sequences in torch's order of floating-point operations, the same warnings,
+attributes and ``state_dict`` contents, the same compounding when two schedulers step one optimizer, the
+same respect for an LR edited by hand between steps. Every class subclasses its torch counterpart (and
+so ``torch.optim.lr_scheduler.LRScheduler``): ``isinstance`` checks in Lightning, Transformers and
+Accelerate pass.
+
+What changes is where the work runs. Each scheduler compiles its rule into a core program once; then
+``scheduler.step()`` is one call into the compiled core that advances torch's counters and evaluates and
+stores every param group's LR (and momentum, for ``CyclicLR``/``OneCycleLR``), whatever the number of
+groups. The per-step terms shared by all groups are computed once per step. Exceptions, said again in
+each class: Python callables (``LambdaLR``/``MultiplicativeLR`` lambdas, a custom ``CyclicLR``
+``scale_fn``) run in Python, called from the core in torch's order; a :mod:`torchsched.schedules` spec
+passed as the lambda runs in the core.
+
+LR storage:
+
+* Python float LRs are updated in the param-group dicts by the core.
+* Tensor LRs (``lr=torch.tensor(...)``, CPU): the scheduler owns them. At construction each group's
+  ``"lr"`` becomes a 0-d view into one float32/float64 buffer (same dtype and value; groups already
+  holding consecutive views of one buffer, e.g. from another torchsched scheduler, keep theirs), and the
+  core writes them all in place. ``initial_lr``, ``base_lrs`` and ``get_last_lr()`` hold copies, never
+  aliases. Replacing ``group["lr"]`` (for instance ``optimizer.load_state_dict``) is noticed at the next
+  step, which binds the new values the same way.
+* Anything else (LR tensors on a GPU, mixed floats and tensors, tensors that require grad) takes the
+  per-group path, as torch does: correct, O(groups) in Python. ``_make_engine`` is where a device engine
+  plugs in.
+
+Numbers: float LRs and float64 LR tensors reproduce torch bit for bit (the arithmetic is float64 in
+torch's order). float32 LR tensors agree to float32 precision: torch multiplies in float32 tensor
+arithmetic, the core in float64 and rounds once per step.
+
+Limits: parameters are read from the scheduler when it is built, and again whenever one of them is
+reassigned (``scheduler.gamma = 0.5``) or a state dict is loaded; an in-place edit of a list attribute
+(``scheduler.base_lrs[0] = ...``) or of a group key read at construction (``OneCycleLR``'s
+``max_lr``/``min_lr``, ``SWALR``'s ``swa_lr``) is picked up after reassigning the attribute or calling
+``load_state_dict(state_dict())``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from bisect import bisect_right
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.optim import lr_scheduler as _tl
+from torch.optim import swa_utils as _tswa
+
+from . import _core
+from ._program import Builder
+from .schedules import Schedule
+
+__all__ = [
+    "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
+    "ExponentialLR", "SequentialLR", "PolynomialLR", "CosineAnnealingLR", "ChainedScheduler",
+    "ReduceLROnPlateau", "CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR", "SWALR",
+]
+
+EPOCH_DEPRECATION_WARNING = _tl.EPOCH_DEPRECATION_WARNING
+
+_OVERRIDDEN_STEP_WARNING = (
+    "Seems like `optimizer.step()` has been overridden after learning rate scheduler "
+    "initialization. Please, make sure to call `optimizer.step()` before "
+    "`lr_scheduler.step()`. See more details at "
+    "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+)
+_CALL_ORDER_WARNING = (
+    "Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
+    "In PyTorch 1.1.0 and later, you should call them in the opposite order: "
+    "`optimizer.step()` before `lr_scheduler.step()`.  Failure to do this "
+    "will result in PyTorch skipping the first value of the learning rate schedule. "
+    "See more details at "
+    "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+)
+_GET_LR_WARNING = "To get the last learning rate computed by the scheduler, please use `get_last_lr()`."
+
+# Op codes of the torch rules (cpp/include/torchsched/formulas.hpp, enum OpCode).
+_PIECEWISE_CONST = 2
+_T_STEP, _T_MULTISTEP, _T_CONSTANT, _T_LINEAR, _T_EXPONENTIAL, _T_POLYNOMIAL, _T_COSINE, _T_SWA = range(20, 28)
+(_T_INPUT, _T_STEP_CLOSED, _T_CONSTANT_CLOSED, _T_LINEAR_CLOSED, _T_EXPONENTIAL_CLOSED, _T_POLYNOMIAL_CLOSED,
+ _T_COSINE_CLOSED, _T_CYCLIC, _T_ONE_CYCLE) = range(28, 37)
+
+_VALUE, _SCALE, _PREV = 0, 1, 2          # Stepper combine: lr = v, base * v, prev * v
+_NO_MOMENTUM, _MOMENTUM, _BETAS = 0, 1, 2
+_FLOAT32, _FLOAT64 = 0, 1
+_BUFFER_DTYPES = {torch.float32: _FLOAT32, torch.float64: _FLOAT64}
+
+
+class _Spec:
+    """What a scheduler compiles to: one leaf per group (an op tuple or a Schedule), optional momentum
+    leaves, how values combine, Python callables, and whether the C-level step may run it."""
+
+    __slots__ = ("leaves", "combine", "scale", "mleaves", "mom_key", "fns", "mfns", "cycle_total", "clock",
+                 "max_step", "fast")
+
+    def __init__(self, leaves: list[Any], *, combine: int = _VALUE, scale: Sequence[float] = (),
+                 mleaves: Sequence[Any] = (), mom_key: int = _NO_MOMENTUM, fns: Any = None, mfns: Any = None,
+                 cycle_total: float = 0.0, clock: int = 0, max_step: float = math.inf, fast: bool = True) -> None:
+        self.leaves = leaves
+        self.combine = combine
+        self.scale = list(scale)
+        self.mleaves = list(mleaves)
+        self.mom_key = mom_key
+        self.fns = fns
+        self.mfns = mfns
+        self.cycle_total = cycle_total
+        self.clock = clock
+        self.max_step = max_step
+        self.fast = fast
+
+
+def _leaf(code: int, *params: Any, table: Sequence[float] = (), count: int | None = None) -> tuple[Any, ...]:
+    """An op as a hashable tuple: code, parameters, aux table and its entry count (op.b)."""
+    table = tuple(float(x) for x in table)
+    return (code, tuple(float(p) for p in params), table, len(table) if count is None else count)
+
+
+def _compile(leaves: Sequence[Any], mleaves: Sequence[Any]) -> tuple[_core.Program, list[int], list[int]]:
+    """One program for every group's leaf; identical leaves (and the same Schedule) are emitted once."""
+    builder = Builder()
+    seen: dict[Any, int] = {}
+
+    def root(leaf: Any) -> int:
+        key = ("schedule", id(leaf)) if isinstance(leaf, Schedule) else leaf
+        if key in seen:
+            return seen[key]
+        index = len(builder.ops)
+        if isinstance(leaf, Schedule):
+            leaf._emit(builder)
+        else:
+            code, params, table, count = leaf
+            offset = builder.table(table) if table else 0
+            builder.leaf(code, params, offset, count)
+        seen[key] = index
+        return index
+
+    roots = [root(leaf) for leaf in leaves]
+    mroots = [root(leaf) for leaf in mleaves]
+    return builder.program(), roots, mroots
+
+
+def _make_engine(spec: _Spec, device: torch.device | None) -> _core.Stepper:
+    """Builds the engine that steps one scheduler's groups: the single place a device engine plugs in.
+
+    ``device`` is where the optimizer's params live. Today every device gets the host engine: it stores
+    Python float LRs (which any device's optimizer reads) and CPU LR tensors in place; LR tensors on a
+    GPU take the per-group path. A CUDA engine exposing the same interface (``try_step``, ``compute``,
+    ``compute_momentum``, ``bind_buffer``, ``lrs``, ``fresh``) can be returned here for CUDA params.
+    """
+    del device  # one engine for now; see the docstring
+    program, roots, mroots = _compile(spec.leaves, spec.mleaves)
+    stepper = _core.Stepper(program, np.asarray(roots, dtype=np.int32), np.asarray(spec.scale, dtype=np.float64),
+                            spec.combine, np.asarray(mroots, dtype=np.int32), spec.mom_key)
+    if spec.fns is not None or spec.mfns is not None:
+        stepper.set_callables(spec.fns, spec.mfns, spec.cycle_total)
+    stepper.clock = spec.clock
+    stepper.max_step = float(spec.max_step)
+    return stepper
+
+
+def _params_device(optimizer: Any) -> torch.device | None:
+    for group in optimizer.param_groups:
+        for p in group.get("params", ()):
+            if isinstance(p, Tensor):
+                return p.device
+    return None
+
+
+def _group_lrs(groups: Sequence[dict[str, Any]]) -> list[Any]:
+    """torch's _param_groups_val_list for "lr": clones of tensors, never aliases."""
+    return [g["lr"].clone() if isinstance(g["lr"], Tensor) else g["lr"] for g in groups]
+
+
+def _tensor_binding(groups: Sequence[dict[str, Any]], lrs: list[Tensor]) -> tuple[tuple[Tensor, ...], int, int, Any] | None:
+    """(views, address, dtype code, dtype) of one buffer holding every group's LR, binding the groups to
+    fresh views when they do not hold consecutive views of one buffer yet; None when the LRs cannot
+    live in a CPU buffer (another device, a non-float dtype, mixed dtypes, requires_grad, not 1 element)."""
+    first = lrs[0]
+    dtype = first.dtype
+    code = _BUFFER_DTYPES.get(dtype)
+    if code is None or first.device.type != "cpu":
+        return None
+    for v in lrs:
+        if v.dtype != dtype or v.device != first.device or v.requires_grad or v.numel() != 1:
+            return None
+    size = first.element_size()
+    base = first.data_ptr()
+    storage = first.untyped_storage().data_ptr()
+    if all(v.dim() == 0 and v.data_ptr() == base + g * size and v.untyped_storage().data_ptr() == storage
+           for g, v in enumerate(lrs)):
+        return tuple(lrs), base, code, dtype
+    buf = torch.empty(len(lrs), dtype=dtype)
+    with torch.no_grad():
+        for g, v in enumerate(lrs):
+            buf[g] = v.detach().reshape(())
+    views = tuple(buf.unbind(0))
+    for group, view in zip(groups, views):
+        group["lr"] = view
+    return views, buf.data_ptr(), code, dtype
+
+
+def _store(groups: Sequence[dict[str, Any]], values: Sequence[float]) -> None:
+    """torch's _update_param_group_val for every group: fill_ a tensor LR in place, else assign."""
+    for group, value in zip(groups, values, strict=True):
+        current = group["lr"]
+        if isinstance(current, Tensor):
+            current.fill_(value)
+        else:
+            group["lr"] = value
+
+
+def _store_momentum(groups: Sequence[dict[str, Any]], values: Sequence[float], use_beta1: bool) -> None:
+    for group, value in zip(groups, values, strict=True):
+        if use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+
+def _like(reference: Any, value: float) -> Any:
+    """value with torch's type for a group whose LR (or base LR) is ``reference``."""
+    if isinstance(reference, Tensor):
+        return torch.full((), value, dtype=reference.dtype, device=reference.device)
+    return value
+
+
+class _Live:
+    """A scheduler parameter kept in the instance ``__dict__`` (so ``state_dict`` is torch's) whose
+    reassignment makes the scheduler recompile before its next step."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}") from None
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+        obj._ts_invalidate()
+
+    def __delete__(self, obj: Any) -> None:
+        try:
+            del obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+        obj._ts_invalidate()
+
+
+# ---- base classes ------------------------------------------------------------------------------------
+
+class LRScheduler(_tl.LRScheduler):
+    """Base class of the schedulers here, and of custom ones: torch's ``LRScheduler`` unchanged.
+
+    A subclass implements :meth:`get_lr`, which runs in Python, exactly as with torch. The concrete
+    classes of this module run their rules in the compiled core instead.
+    """
+
+
+class _LastLR(LRScheduler):
+    """``_last_lr`` kept out of ``__dict__`` so the core can leave it unbuilt until someone reads it
+    (``get_last_lr()``, ``state_dict()``): building G tensor copies every step would cost more than the
+    step. ``state_dict`` carries it exactly as torch's does."""
+
+    __slots__ = ("_ts", "_ts_last", "_ts_src")
+    _ts_src_copy = False  # copy the source scheduler's list (ChainedScheduler) or share it (SequentialLR)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        self._ts = None
+        self._ts_last = None
+        self._ts_src = None
+        return self
+
+    @property
+    def _last_lr(self) -> list[Any]:
+        src = self._ts_src
+        if src is not None:
+            self._ts_src = None
+            last = src.get_last_lr()
+            self._ts_last = list(last) if self._ts_src_copy else last
+        else:
+            ts = self._ts
+            if ts is not None and ts.fresh:
+                ts.fresh = False
+                self._ts_last = self._ts_materialize()
+        last = self._ts_last
+        if last is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute '_last_lr'")
+        return last
+
+    @_last_lr.setter
+    def _last_lr(self, value: list[Any]) -> None:
+        self._ts_last = value
+        self._ts_src = None
+        if self._ts is not None:
+            self._ts.fresh = False
+
+    @_last_lr.deleter
+    def _last_lr(self) -> None:
+        self._last_lr = None  # type: ignore[assignment]
+
+    def _ts_materialize(self) -> list[Any]:  # pragma: no cover - overridden where a core writes
+        return []
+
+    def _ts_invalidate(self) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        try:
+            state["_last_lr"] = self._last_lr
+        except AttributeError:
+            pass
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        has_last = "_last_lr" in state
+        last = state.pop("_last_lr", None)
+        super().load_state_dict(state)
+        if has_last:
+            self._last_lr = last
+        self._ts_invalidate()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        try:
+            state["_last_lr"] = self._last_lr
+        except AttributeError:
+            pass
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        last = state.pop("_last_lr", None)
+        self.__dict__.update(state)
+        self._ts_last = last
+        self._ts_invalidate()
+
+
+class _Core(_LastLR):
+    """The machinery shared by the classes whose rule runs in the core."""
+
+    __slots__ = ("_ts_stale", "_ts_closed", "_ts_dtype", "_ts_core", "_ts_fast")
+
+    # C-level step(): torch's counters and one core call; the rare cases go to _ts_step below.
+    step = _core.scheduler_step
+
+    _ts_live: tuple[str, ...] = ("base_lrs",)
+    _ts_has_closed = False       # torch's class has _get_closed_form_lr
+    _ts_momentum = False         # the rule also cycles momentum / beta1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls._ts_live:
+            if not isinstance(cls.__dict__.get(name), _Live):
+                setattr(cls, name, _Live(name))
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls, *args, **kwargs)
+        self._ts_stale = True
+        self._ts_closed = None
+        self._ts_dtype = None
+        self._ts_core = True
+        self._ts_fast = False
+        return self
+
+    # ---- the per-class parts
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _ts_keep_initial(self, t: Any) -> bool:
+        """True where torch's get_lr leaves the LR unchanged in the constructor's initial step."""
+        return False
+
+    def _ts_check(self, t: Any) -> None:
+        """Raises what torch's get_lr would raise at this step (configurations the core cannot mirror)."""
+
+    def _ts_check_closed(self, t: Any) -> None:
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups):
+            list(zip(groups, self.base_lrs, strict=True))  # torch's _update_lr raises this ValueError
+
+    def _ts_closed_now(self) -> bool:
+        return False
+
+    # ---- compile and bind
+    def _ts_invalidate(self) -> None:
+        self._ts_stale = True
+        self._ts_closed = None
+        ts = self._ts
+        if ts is not None:
+            ts.fast_ok = False
+
+    def _ts_prepare(self) -> None:
+        self._ts_core = bool(getattr(type(self).get_lr, "_ts_core", False))
+        self._ts_stale = False
+        self._ts_closed = None
+        if not self._ts_core:
+            self._ts = None
+            self._ts_fast = False
+            return
+        groups = self.optimizer.param_groups
+        spec = self._ts_build(groups)
+        self._ts = _make_engine(spec, _params_device(self.optimizer))
+        self._ts_fast = spec.fast
+        self._ts_bind(groups)
+
+    def _ts_bind(self, groups: list[dict[str, Any]]) -> None:
+        ts = self._ts
+        lrs = [g["lr"] for g in groups]
+        self._ts_dtype = None
+        if all(type(v) is float or type(v) is int or isinstance(v, float) for v in lrs):
+            ts.bind_floats()
+        elif lrs and all(isinstance(v, Tensor) for v in lrs):
+            binding = _tensor_binding(groups, lrs)
+            if binding is None:
+                ts.unbind()
+            else:
+                views, ptr, code, dtype = binding
+                ts.bind_buffer(views, ptr, code)
+                self._ts_dtype = dtype
+        else:
+            ts.unbind()
+
+    def _ts_materialize(self) -> list[Any]:
+        values = self._ts.lrs()
+        if self._ts_dtype is None:
+            return values
+        return list(torch.tensor(values, dtype=self._ts_dtype).unbind(0))
+
+    def _ts_try(self, groups: list[dict[str, Any]], t: Any, u: float = math.nan) -> bool:
+        """One in-place core call for every group; False when the groups need the per-group path."""
+        if self._ts.try_step(groups, t, u):
+            return True
+        if len(groups) != self._ts.groups:
+            self._ts_prepare()
+        else:
+            self._ts_bind(groups)
+        return bool(self._ts.try_step(groups, t, u))
+
+    def _ts_clock(self) -> Any:
+        return self.last_epoch
+
+    # ---- torch's step() and _update_lr(), the slow path of the C-level step
+    def _initial_step(self) -> None:
+        """Initialize step counts and perform the initial step (torch's, with the core)."""
+        self._step_count = 0
+        self._ts_stale = True
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
+        self._get_lr_called_within_step = False
+
+    def _ts_step(self, epoch: Any = None) -> None:
+        if self._step_count == 1:
+            if not hasattr(self.optimizer.step, "_wrapped_by_lr_sched"):
+                warnings.warn(_OVERRIDDEN_STEP_WARNING, UserWarning, stacklevel=2)
+            elif not getattr(self.optimizer, "_opt_called", False):
+                warnings.warn(_CALL_ORDER_WARNING, UserWarning, stacklevel=2)
+        self._step_count += 1
+        if epoch is not None:
+            warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch: Any = None) -> None:
+        if self._ts_stale:
+            self._ts_prepare()
+        if not self._ts_core:  # a subclass overrides get_lr: torch's Python path
+            _tl.LRScheduler._update_lr(self, epoch)
+            return
+        if epoch is None:
+            self.last_epoch += 1
+            closed = False
+        else:
+            self.last_epoch = epoch
+            closed = self._ts_has_closed
+        groups = self.optimizer.param_groups
+        values: list[float] | None = None
+        moms: list[float] | None = None
+        if closed or self._ts_closed_now():
+            values = self._ts_closed_values(self.last_epoch)
+        elif self._is_initial and self._ts_keep_initial(self.last_epoch):
+            pass
+        else:
+            t = self._ts_clock()
+            self._ts_check(t)
+            if self._ts_try(groups, t):
+                self._ts.fast_ok = self._ts_fast
+                return
+            values = self._ts.compute(t, [float(g["lr"]) for g in groups])
+            if self._ts_momentum and self.cycle_momentum:
+                moms = self._ts.compute_momentum(t)
+        if values is not None:
+            _store(groups, values)
+        if moms is not None:
+            _store_momentum(groups, moms, self.use_beta1)
+        self._last_lr = _group_lrs(groups)
+        self._ts.fast_ok = self._ts_fast
+
+    def _ts_closed_values(self, t: Any) -> list[float]:
+        self._ts_check_closed(t)
+        if self._ts_closed is None:
+            self._ts_closed = _make_engine(self._ts_build_closed(self.optimizer.param_groups),
+                                           _params_device(self.optimizer))
+        return list(self._ts_closed.compute(t))
+
+    # ---- torch's public computing methods, core-backed
+    def get_lr(self) -> list[Any]:
+        """The LRs the current ``last_epoch`` gives (computed by the core; use :meth:`get_last_lr` for the
+        latest ones). Warns as torch does outside ``step()``."""
+        if not self._get_lr_called_within_step:
+            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
+        if self._ts_stale:
+            self._ts_prepare()
+        groups = self.optimizer.param_groups
+        if self._ts_closed_now():
+            return [_like(g["lr"], v) for g, v in zip(groups, self._ts_closed_values(self.last_epoch), strict=True)]
+        if self._is_initial and self._ts_keep_initial(self.last_epoch):
+            return _group_lrs(groups)
+        t = self._ts_clock()
+        self._ts_check(t)
+        if len(groups) != self._ts.groups:
+            self._ts_prepare()
+        values = self._ts.compute(t, [float(g["lr"]) for g in groups])
+        if self._ts_momentum and self.cycle_momentum:
+            _store_momentum(groups, self._ts.compute_momentum(t), self.use_beta1)
+        return [_like(g["lr"], v) for g, v in zip(groups, values, strict=True)]
+
+    get_lr._ts_core = True  # type: ignore[attr-defined]
+
+
+class _ClosedForm:
+    """Mixin for the classes that have torch's ``_get_closed_form_lr`` (used by ``step(epoch)``)."""
+
+    __slots__ = ()
+    _ts_has_closed = True
+
+    def _get_closed_form_lr(self) -> list[Any]:
+        """torch's closed form at ``last_epoch`` from ``base_lrs``, computed by the core."""
+        values = self._ts_closed_values(self.last_epoch)  # type: ignore[attr-defined]
+        return [_like(b, v) for b, v in zip(self.base_lrs, values)]  # type: ignore[attr-defined]
+
+
+def _base(scheduler: Any, g: int) -> float:
+    base = scheduler.base_lrs
+    return float(base[g]) if g < len(base) else 0.0
+
+
+def _schedule_or_input(fn: Any) -> Any:
+    return fn if isinstance(fn, Schedule) else _leaf(_T_INPUT)
+
+
+# ---- the classes -------------------------------------------------------------------------------------
+
+class LambdaLR(_Core, _tl.LambdaLR):
+    """torch's ``LambdaLR``: each group's LR is its initial LR times ``lr_lambda(epoch)``.
+
+    A Python ``lr_lambda`` runs in Python (called from the core once per group and step, in torch's
+    order); the multiplications and stores run in the core in one call. A :mod:`torchsched.schedules`
+    spec given as ``lr_lambda`` runs entirely in the core. ``state_dict`` saves callable objects'
+    ``__dict__`` as torch does, and nothing for a schedule spec (it is immutable).
+    """
+
+    _ts_live = ("base_lrs", "lr_lambdas")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        lambdas = list(self.lr_lambdas)
+        n = len(groups)
+        fast = len(lambdas) == len(self.base_lrs) == n
+        leaves = [_schedule_or_input(lambdas[g]) if g < len(lambdas) else _leaf(_T_INPUT) for g in range(n)]
+        fns = [None if (g >= len(lambdas) or isinstance(lambdas[g], Schedule)) else lambdas[g] for g in range(n)]
+        return _Spec(leaves, combine=_SCALE, scale=[_base(self, g) for g in range(n)],
+                     fns=fns if any(f is not None for f in fns) else None, fast=fast)
+
+    def _ts_check(self, t: Any) -> None:
+        if len(self.lr_lambdas) != len(self.base_lrs):
+            list(zip(self.lr_lambdas, self.base_lrs, strict=True))
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups):
+            list(zip(groups, self.base_lrs, strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["lr_lambdas"] = [None if isinstance(fn, Schedule) else s
+                               for fn, s in zip(self.lr_lambdas, state["lr_lambdas"])]
+        return state
+
+
+class MultiplicativeLR(_Core, _tl.MultiplicativeLR):
+    """torch's ``MultiplicativeLR``: each step multiplies the current LR by ``lr_lambda(epoch)``.
+
+    A Python ``lr_lambda`` runs in Python (called from the core once per group and step, in torch's
+    order); the multiplications and stores run in the core in one call. A :mod:`torchsched.schedules`
+    spec given as ``lr_lambda`` runs entirely in the core.
+    """
+
+    _ts_live = ("base_lrs", "lr_lambdas")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        lambdas = list(self.lr_lambdas)
+        n = len(groups)
+        leaves = [_schedule_or_input(lambdas[g]) if g < len(lambdas) else _leaf(_T_INPUT) for g in range(n)]
+        fns = [None if (g >= len(lambdas) or isinstance(lambdas[g], Schedule)) else lambdas[g] for g in range(n)]
+        return _Spec(leaves, combine=_PREV, fns=fns if any(f is not None for f in fns) else None,
+                     fast=len(lambdas) == n)
+
+    def _ts_keep_initial(self, t: Any) -> bool:
+        return True
+
+    def _ts_check(self, t: Any) -> None:
+        groups = self.optimizer.param_groups
+        if len(self.lr_lambdas) != len(groups):
+            list(zip(self.lr_lambdas, groups, strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["lr_lambdas"] = [None if isinstance(fn, Schedule) else s
+                               for fn, s in zip(self.lr_lambdas, state["lr_lambdas"])]
+        return state
+
+
+class StepLR(_ClosedForm, _Core, _tl.StepLR):
+    """torch's ``StepLR``: the LR is multiplied by ``gamma`` every ``step_size`` epochs. Runs in the core."""
+
+    _ts_live = ("base_lrs", "step_size", "gamma")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_STEP, self.step_size, self.gamma)] * len(groups), fast=self.step_size != 0)
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_STEP_CLOSED, _base(self, g), self.step_size, self.gamma)
+                      for g in range(len(groups))])
+
+    def _ts_check(self, t: Any) -> None:
+        if self.step_size == 0 and t != 0:
+            t % self.step_size  # torch's ZeroDivisionError
+
+    def _ts_check_closed(self, t: Any) -> None:
+        if self.step_size == 0:
+            t // self.step_size
+        super()._ts_check_closed(t)
+
+
+class MultiStepLR(_ClosedForm, _Core, _tl.MultiStepLR):
+    """torch's ``MultiStepLR``: the LR is multiplied by ``gamma`` at each milestone (a milestone given
+    twice counts twice). Runs in the core."""
+
+    _ts_live = ("base_lrs", "milestones", "gamma")
+
+    def _milestones(self) -> list[float]:
+        return sorted(float(m) for m in self.milestones.elements())
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_MULTISTEP, self.gamma, table=self._milestones())] * len(groups))
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
+        milestones = self._milestones()
+        leaves = []
+        for g in range(len(groups)):
+            base = _base(self, g)
+            values = [base * self.gamma ** k for k in range(len(milestones) + 1)]
+            leaves.append(_leaf(_PIECEWISE_CONST, 0.0, table=milestones + values, count=len(milestones)))
+        return _Spec(leaves)
+
+
+class ConstantLR(_ClosedForm, _Core, _tl.ConstantLR):
+    """torch's ``ConstantLR``: the LR is multiplied by ``factor`` until ``total_iters``. Runs in the core."""
+
+    _ts_live = ("base_lrs", "factor", "total_iters")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_CONSTANT, self.factor, self.total_iters)] * len(groups), fast=self.factor != 0)
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_CONSTANT_CLOSED, _base(self, g), self.factor, self.total_iters)
+                      for g in range(len(groups))])
+
+    def _ts_check(self, t: Any) -> None:
+        if self.factor == 0 and t != 0 and t == self.total_iters:
+            1.0 / self.factor  # torch's ZeroDivisionError
+
+
+class LinearLR(_ClosedForm, _Core, _tl.LinearLR):
+    """torch's ``LinearLR``: the LR factor moves linearly from ``start_factor`` to ``end_factor`` over
+    ``total_iters`` steps. Runs in the core."""
+
+    _ts_live = ("base_lrs", "start_factor", "end_factor", "total_iters")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_LINEAR, self.start_factor, self.end_factor, self.total_iters)] * len(groups))
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_LINEAR_CLOSED, _base(self, g), self.start_factor, self.end_factor, self.total_iters)
+                      for g in range(len(groups))])
+
+    def _ts_keep_initial(self, t: Any) -> bool:
+        return t != 0
+
+    def _ts_check_closed(self, t: Any) -> None:
+        if self.total_iters == 0:
+            (self.end_factor - self.start_factor) * min(self.total_iters, t) / self.total_iters
+        super()._ts_check_closed(t)
+
+
+class ExponentialLR(_ClosedForm, _Core, _tl.ExponentialLR):
+    """torch's ``ExponentialLR``: the LR is multiplied by ``gamma`` every step. Runs in the core."""
+
+    _ts_live = ("base_lrs", "gamma")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_EXPONENTIAL, self.gamma, 1.0)] * len(groups))
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_EXPONENTIAL_CLOSED, _base(self, g), self.gamma) for g in range(len(groups))])
+
+    def _ts_keep_initial(self, t: Any) -> bool:
+        return True
+
+
+class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
+    """torch's ``PolynomialLR``: the LR decays as ``(1 - t / total_iters) ** power``. Runs in the core."""
+
+    _ts_live = ("base_lrs", "total_iters", "power")
+
+    def _hazard(self) -> bool:
+        return self.total_iters == 0 or self.power < 0
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_POLYNOMIAL, self.total_iters, self.power, 1.0)] * len(groups), fast=not self._hazard())
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_POLYNOMIAL_CLOSED, _base(self, g), self.total_iters, self.power)
+                      for g in range(len(groups))])
+
+    def _ts_keep_initial(self, t: Any) -> bool:
+        return True
+
+    def _ts_check(self, t: Any) -> None:
+        if self._hazard() and not t > self.total_iters:
+            ((1.0 - t / self.total_iters) / (1.0 - (t - 1) / self.total_iters)) ** self.power
+
+    def _ts_check_closed(self, t: Any) -> None:
+        if self._hazard():
+            (1.0 - min(self.total_iters, t) / self.total_iters) ** self.power
+        super()._ts_check_closed(t)
+
+
+class CosineAnnealingLR(_ClosedForm, _Core, _tl.CosineAnnealingLR):
+    """torch's ``CosineAnnealingLR`` (its recursive form, and its closed form for ``step(epoch)``). Runs
+    in the core."""
+
+    _ts_live = ("base_lrs", "T_max", "eta_min")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        n = len(groups)
+        hazard = self.T_max == 0 or len(self.base_lrs) != n
+        return _Spec([_leaf(_T_COSINE, _base(self, g), self.eta_min, self.T_max, 1.0) for g in range(n)],
+                     fast=not hazard)
+
+    def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(_T_COSINE_CLOSED, _base(self, g), self.eta_min, self.T_max, 0.0)
+                      for g in range(len(groups))])
+
+    def _ts_keep_initial(self, t: Any) -> bool:
+        return True
+
+    def _ts_closed_now(self) -> bool:
+        return not self._is_initial and self._step_count == 1 and self.last_epoch > 0
+
+    def _ts_check(self, t: Any) -> None:
+        T = self.T_max
+        if T == 0:
+            (t - 1 - T) % (2 * T)
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups) and (t - 1 - T) % (2 * T) == 0:
+            list(zip(self.base_lrs, groups, strict=True))
+
+    def _ts_check_closed(self, t: Any) -> None:
+        if self.T_max == 0:
+            math.pi * t / self.T_max
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups):
+            list(zip(self.base_lrs, groups, strict=True))
+
+
+class CyclicLR(_Core, _tl.CyclicLR):
+    """torch's ``CyclicLR``, momentum (or Adam's beta1) cycling included. Runs in the core; a custom
+    ``scale_fn`` runs in Python (called from the core once per group and step, in torch's order)."""
+
+    _ts_live = ("base_lrs", "max_lrs", "total_size", "step_ratio", "mode", "gamma", "scale_mode",
+                "_scale_fn_custom", "_scale_fn_ref", "cycle_momentum", "use_beta1", "base_momentums",
+                "max_momentums")
+    _ts_momentum = True
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        n = len(groups)
+        # torch's scale_fn: the custom one, else the one _init_scale_fn picked (exp_range's gamma bound then)
+        custom = self._scale_fn_custom
+        ref = self.__dict__.get("_scale_fn_ref")
+        gamma = 0.0
+        if custom is None and ref is _tl.CyclicLR._triangular_scale_fn:
+            mode = 0.0
+        elif custom is None and ref is _tl.CyclicLR._triangular2_scale_fn:
+            mode = 1.0
+        elif (custom is None and isinstance(ref, functools.partial)
+              and ref.func is _tl.CyclicLR._exp_range_scale_fn and len(ref.args) == 1 and not ref.keywords):
+            mode, gamma = 2.0, float(ref.args[0])
+        else:
+            mode = 3.0
+            custom = custom if custom is not None else ref
+        iterations = 0.0 if self.scale_mode == "cycle" else 1.0
+        shared = (self.total_size, self.step_ratio, mode, gamma, iterations)
+        fast = len(self.base_lrs) == len(self.max_lrs) == n and self.step_ratio != 0
+        leaves = [_leaf(_T_CYCLIC, _base(self, g), float(self.max_lrs[g]) if g < len(self.max_lrs) else 0.0,
+                        *shared, 0.0) for g in range(n)]
+        mleaves: list[Any] = []
+        mom_key = _NO_MOMENTUM
+        if self.cycle_momentum:
+            mom_key = _BETAS if self.use_beta1 else _MOMENTUM
+            bm, mm = self.base_momentums, self.max_momentums
+            fast = fast and len(bm) == len(mm) == n
+            mleaves = [_leaf(_T_CYCLIC, float(bm[g]) if g < len(bm) else 0.0, float(mm[g]) if g < len(mm) else 0.0,
+                             *shared, 1.0) for g in range(n)]
+        fns = [custom] * n if custom is not None else None
+        return _Spec(leaves, mleaves=mleaves, mom_key=mom_key, fns=fns,
+                     mfns=fns if (custom is not None and self.cycle_momentum) else None,
+                     cycle_total=self.total_size if (custom is not None and self.scale_mode == "cycle") else 0.0,
+                     fast=fast)
+
+    def _ts_check(self, t: Any) -> None:
+        cycle = math.floor(1 + t / self.total_size)
+        x = 1.0 + t / self.total_size - cycle
+        if x <= self.step_ratio:
+            x / self.step_ratio
+        else:
+            (x - 1) / (self.step_ratio - 1)
+        groups = self.optimizer.param_groups
+        list(zip(self.base_lrs, self.max_lrs, strict=True))
+        if len(self.base_lrs) != len(groups):
+            list(zip(groups, self.base_lrs, strict=True))
+        if self.cycle_momentum:
+            list(zip(self.base_momentums, self.max_momentums, strict=True))
+            list(zip(groups, self.base_momentums, strict=True))
+
+
+class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
+    """torch's ``CosineAnnealingWarmRestarts`` (SGDR). The LRs run in the core; the restart bookkeeping
+    (``T_cur``, ``T_i``, as torch keeps them) is a couple of integer updates in Python."""
+
+    _ts_live = ("base_lrs", "T_0", "T_mult", "eta_min")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        n = len(groups)
+        return _Spec([_leaf(_T_COSINE_CLOSED, _base(self, g), self.eta_min, 1.0, 1.0) for g in range(n)],
+                     fast=len(self.base_lrs) == n)
+
+    def step(self, epoch: Any = None) -> None:  # type: ignore[override]
+        """Step the scheduler, after every batch if you like: ``step(epoch + i / iters)`` works as in torch."""
+        if self._ts_stale:
+            self._ts_prepare()
+        if not self._ts_core:
+            _tl.CosineAnnealingWarmRestarts.step(self, epoch)
+            return
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            T_cur = self.T_cur + 1
+            if T_cur >= self.T_i:
+                T_cur = T_cur % self.T_i
+                self.T_i = self.T_i * self.T_mult
+            self.T_cur = T_cur
+        else:
+            if epoch < 0:
+                raise ValueError(f"Expected non-negative epoch, but got {epoch}")
+            if epoch < self.T_0:
+                self.T_i = self.T_0
+                self.T_cur = epoch
+            elif self.T_mult == 1:
+                self.T_cur = epoch % self.T_0
+            else:
+                n = int(math.log((epoch / self.T_0 * (self.T_mult - 1) + 1), self.T_mult))
+                self.T_cur = epoch - self.T_0 * (self.T_mult**n - 1) / (self.T_mult - 1)
+                self.T_i = self.T_0 * self.T_mult ** (n)
+        self.last_epoch = math.floor(epoch)
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups):
+            list(zip(groups, self.base_lrs, strict=True))  # torch's ValueError
+        if self._ts_try(groups, self.T_cur, float(self.T_i)):
+            return
+        values = self._ts.compute(self.T_cur, None, float(self.T_i))
+        _store(groups, values)
+        self._last_lr = _group_lrs(groups)
+
+    def get_lr(self) -> list[Any]:
+        """The LRs at the current ``T_cur`` and ``T_i`` (computed by the core)."""
+        if not self._get_lr_called_within_step:
+            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
+        if self._ts_stale:
+            self._ts_prepare()
+        values = self._ts.compute(self.T_cur, None, float(self.T_i))
+        return [_like(b, v) for b, v in zip(self.base_lrs, values)]
+
+    get_lr._ts_core = True  # type: ignore[attr-defined]
+
+
+class OneCycleLR(_Core, _tl.OneCycleLR):
+    """torch's ``OneCycleLR`` (two or three phases, cos or linear), momentum (or Adam's beta1) cycling
+    included. Runs in the core. The phase LRs and momenta are read from the param groups
+    (``initial_lr``, ``max_lr``, ``min_lr``, ``max_momentum``, ``base_momentum``) when the scheduler is
+    built or a state dict is loaded."""
+
+    _ts_live = ("base_lrs", "total_steps", "_schedule_phases", "_anneal_func_type", "cycle_momentum", "use_beta1")
+    _ts_momentum = True
+
+    def _phases(self) -> tuple[list[float], bool]:
+        phases = self._schedule_phases
+        three = len(phases) == 3
+        keys = [(p["start_lr"], p["end_lr"]) for p in phases]
+        expected = ([("initial_lr", "max_lr"), ("max_lr", "initial_lr"), ("initial_lr", "min_lr")] if three
+                    else [("initial_lr", "max_lr"), ("max_lr", "min_lr")])
+        if keys != expected:
+            raise ValueError(f"OneCycleLR phases {keys} are not torch's two- or three-phase layout")
+        ends = [float(p["end_step"]) for p in phases]
+        return ends + [0.0] * (3 - len(ends)), three
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        ends, three = self._phases()
+        phases = self._schedule_phases
+        kind = 0.0 if self._anneal_func_type == "cos" else 1.0
+        shared = (kind, 1.0 if three else 0.0, *ends)
+        leaves = [_leaf(_T_ONE_CYCLE, *shared, g["initial_lr"], g["max_lr"], g[phases[-1]["end_lr"]]) for g in groups]
+        starts = [0.0] + [float(p["end_step"]) for p in phases[:-1]]
+        fast = all(float(p["end_step"]) != s for p, s in zip(phases, starts))
+        mleaves: list[Any] = []
+        mom_key = _NO_MOMENTUM
+        if self.cycle_momentum:
+            mom_key = _BETAS if self.use_beta1 else _MOMENTUM
+            mleaves = [_leaf(_T_ONE_CYCLE, *shared, g[phases[0]["start_momentum"]], g[phases[0]["end_momentum"]],
+                             g[phases[-1]["end_momentum"]]) for g in groups]
+        return _Spec(leaves, mleaves=mleaves, mom_key=mom_key, max_step=self.total_steps, fast=fast)
+
+    def _ts_check(self, t: Any) -> None:
+        if t > self.total_steps:
+            raise ValueError(f"Tried to step {t} times. The specified number of total steps is {self.total_steps}")
+        start = 0.0
+        for i, phase in enumerate(self._schedule_phases):
+            end = phase["end_step"]
+            if t <= end or i == len(self._schedule_phases) - 1:
+                (t - start) / (end - start)  # torch's ZeroDivisionError for an empty phase
+                break
+            start = phase["end_step"]
+
+
+class SWALR(_Core, _tswa.SWALR):
+    """torch's ``SWALR`` (``torch.optim.swa_utils``): anneals each group's LR to its ``swa_lr`` over
+    ``anneal_epochs`` (cos or linear), then holds it. Runs in the core; ``swa_lr`` is read from the
+    groups when the scheduler is built or a state dict is loaded."""
+
+    _ts_live = ("base_lrs", "anneal_epochs", "_anneal_strategy")
+
+    def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
+        linear = 1.0 if self._anneal_strategy == "linear" else 0.0
+        return _Spec([_leaf(_T_SWA, g["swa_lr"], self.anneal_epochs, linear) for g in groups], clock=1)
+
+    def _ts_clock(self) -> Any:
+        return self._step_count - 1
+
+    def get_lr(self) -> list[Any]:
+        """The LRs of the current step (computed by the core)."""
+        if not self._get_lr_called_within_step:
+            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
+        if self._ts_stale:
+            self._ts_prepare()
+        groups = self.optimizer.param_groups
+        values = self._ts.compute(self._ts_clock(), [float(g["lr"]) for g in groups])
+        return [_like(g["lr"], v) for g, v in zip(groups, values, strict=True)]
+
+    get_lr._ts_core = True  # type: ignore[attr-defined]
+
+
+# ---- schedulers of schedulers ------------------------------------------------------------------------
+
+class SequentialLR(_LastLR, _tl.SequentialLR):
+    """torch's ``SequentialLR``: each scheduler runs in turn, switching at the milestones. Each step is
+    one step of the scheduler in charge (one core call for torchsched schedulers)."""
+
+    def step(self) -> None:  # type: ignore[override]
+        """Perform a step."""
+        self.last_epoch += 1
+        t = self.last_epoch
+        milestones = self._milestones
+        idx = bisect_right(milestones, t)
+        scheduler = self._schedulers[idx]
+        if idx > 0 and milestones[idx - 1] == t:
+            scheduler._update_lr(0)
+        else:
+            scheduler.step()
+        self._ts_last = None
+        self._ts_src = scheduler
+
+
+class ChainedScheduler(_LastLR, _tl.ChainedScheduler):
+    """torch's ``ChainedScheduler``: every scheduler steps, in order, each step (one core call each for
+    torchsched schedulers)."""
+
+    _ts_src_copy = True
+
+    def step(self) -> None:  # type: ignore[override]
+        """Perform a step."""
+        for scheduler in self._schedulers:
+            scheduler.step()
+        last = self._schedulers[-1]
+        if isinstance(last, _Core) and last.optimizer is self.optimizer:
+            self._ts_last = None
+            self._ts_src = last
+        else:
+            self._last_lr = _group_lrs(self._schedulers[-1].optimizer.param_groups)
+
+
+class ReduceLROnPlateau(_tl.ReduceLROnPlateau):
+    """torch's ``ReduceLROnPlateau``. ``float(metrics)`` is taken in Python, as in torch (a host sync
+    for a GPU tensor); the plateau rule (best, bad epochs, cooldown) and every group's reduction run in
+    one core call, on the scheduler's own attributes, so ``state_dict`` and the attributes are torch's.
+
+    ``patience`` and ``cooldown`` are counts: a fractional ``patience`` acts as its floor and a
+    fractional ``cooldown`` as its ceiling (what torch's comparisons amount to), stored as integers.
+    """
+
+    def step(self, metrics: Any, epoch: Any = None) -> None:  # type: ignore[override]
+        """Perform a step."""
+        current = float(metrics)
+        if epoch is None:
+            epoch = self.last_epoch + 1
+        else:
+            warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+        self.last_epoch = epoch
+        self._last_lr = _core.plateau_step(self.__dict__, self.optimizer.param_groups, current, Tensor)
+
+
+for _cls in (LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR,
+             SequentialLR, PolynomialLR, CosineAnnealingLR, ChainedScheduler, ReduceLROnPlateau, CyclicLR,
+             CosineAnnealingWarmRestarts, OneCycleLR, SWALR, LRScheduler):
+    _cls.__module__ = __name__
+del _cls
