@@ -290,14 +290,20 @@ def cosine_restarts(period: float, *, init: float = 1.0, final: float = 0.0, per
 
 def cyclic(base: float, max: float, step_up: float = 2000, step_down: float | None = None, *,
            mode: str = "triangular", gamma: float = 1.0, scale_mode: str | None = None) -> Schedule:
-    """torch ``CyclicLR`` / the CLR paper: triangular, triangular2 or exp_range between ``base`` and ``max``."""
+    """torch ``CyclicLR`` / the CLR paper: triangular, triangular2 or exp_range between ``base`` and ``max``.
+
+    ``gamma`` (exp_range) must be in (0, 1]: the amplitude shrinks by ``gamma ** t``; a larger one would grow
+    without bound and overflow."""
     m = _choice("mode", mode, ["triangular", "triangular2", "exp_range"])
+    g = _positive("gamma", gamma)
+    if g > 1:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     if scale_mode is None:
         scale_mode = "iterations" if mode == "exp_range" else "cycle"
     sm = _choice("scale_mode", scale_mode, ["cycle", "iterations"])
     up = _positive("step_up", step_up)
     down = up if step_down is None else _positive("step_down", step_down)
-    params = [_nonneg("base", base), _nonneg("max", max), up, down, float(m), _positive("gamma", gamma), float(sm)]
+    params = [_nonneg("base", base), _nonneg("max", max), up, down, float(m), g, float(sm)]
     return _Leaf("cyclic", _args(base=base, max=max, step_up=step_up, step_down=step_down, mode=mode, gamma=gamma,
                                  scale_mode=scale_mode), Code.CYCLIC, params)
 

@@ -113,19 +113,25 @@ TS_HD double piecewise_constant(const double* p, const double* aux, int32_t a, i
   return aux[a + n + k];
 }
 
-// optax exponential_decay (TF/Keras ExponentialDecay is begin = 0, no bound).
+// optax exponential_decay (TF/Keras ExponentialDecay is begin = 0, no bound). As in optax, the bound
+// clips every value, the held initial one before `begin` included.
 TS_HD double exponential_decay(const double* p, double t) {
   double count = t - p[3];
-  if (count <= 0.0) return p[0];
-  double e = count / p[2];
-  if (p[4] != 0.0) e = floor(e);
-  double v = p[0] * pow(p[1], e);
+  double v = p[0];
+  if (count > 0.0) {
+    double e = count / p[2];
+    if (p[4] != 0.0) e = floor(e);
+    v = p[0] * pow(p[1], e);
+  }
   double bound = p[5];
   if (bound == bound) v = (p[1] < 1.0) ? ts_max(v, bound) : ts_min(v, bound);  // NaN: no bound
   return v;
 }
 
 // (init - end) * (1 - (t/T)^k)^power + end; with cycle, T grows to the next multiple (Keras).
+// (t/T)^k rather than t^k / T^k (timm's order): equal up to rounding, and finite for any k. The base
+// 1 - (t/T)^k is kept >= 0: with a non-integer T, T * ceil(t/T) can round to just below t, and a
+// negative base to a fractional power is NaN.
 TS_HD double polynomial_decay(const double* p, double t) {
   double steps = p[2];
   if (p[4] != 0.0) {
@@ -134,8 +140,10 @@ TS_HD double polynomial_decay(const double* p, double t) {
   } else {
     t = ts_min(t, steps);
   }
-  double frac = (p[5] == 1.0) ? t / steps : pow(t, p[5]) / pow(steps, p[5]);
-  return (p[0] - p[1]) * pow(1.0 - frac, p[3]) + p[1];
+  double frac = t / steps;
+  if (frac == 0.0) return p[0];  // exactly init at the start, so a piece joins its predecessor seamlessly
+  if (p[5] != 1.0) frac = pow(frac, p[5]);
+  return (p[0] - p[1]) * pow(ts_max(0.0, 1.0 - frac), p[3]) + p[1];
 }
 
 TS_HD double inverse_time_decay(const double* p, double t) {
@@ -159,19 +167,28 @@ TS_HD double inverse_sqrt_decay(const double* p, double t) {
 TS_HD double cosine_decay(const double* p, double t) {
   double steps = p[2];
   if (p[5] != 0.0) t = ts_min(t, steps);
-  double frac = (p[6] == 1.0) ? t / steps : pow(t, p[6]) / pow(steps, p[6]);
+  double frac = t / steps;
+  if (p[6] != 1.0) frac = pow(frac, p[6]);  // timm's k_decay: t^k / T^k, finite for any k
   double c = 0.5 * (1.0 + cos(kPi * (2.0 * p[4] * frac)));
+  if (c == 1.0) return p[0];  // exactly init at the start (final + (init - final) may round)
   if (p[3] != 1.0) c = pow(c, p[3]);
   return p[1] + (p[0] - p[1]) * c;
 }
 
-// Index of the restart cycle that holds t, and where that cycle starts and how long it is.
-TS_HD void restart_cycle(double t, double first, double mult, double* index, double* start, double* period) {
+// Index of the restart cycle that holds t, and where that cycle starts and how long it is. Returns
+// false when t lies past infinitely many cycles (period_mult < 1 shrinks the periods geometrically, so
+// they add up to first / (1 - mult)).
+TS_HD bool restart_cycle(double t, double first, double mult, double* index, double* start, double* period) {
   if (mult == 1.0) {
+    // floor(t / first) can land one cycle off when first is not an integer (33 / 1.1 rounds to just
+    // below 30), so the cycle is checked against where it starts and ends, as below.
     double i = floor(t / first);
+    if (i > 0.0 && i * first > t) i -= 1.0;
+    if ((i + 1.0) * first <= t) i += 1.0;
     *index = i; *start = i * first; *period = first;
-    return;
+    return true;
   }
+  if (mult < 1.0 && t * (1.0 - mult) >= first) return false;
   // Closed form as timm and Keras write it, then nudged so that rounding never puts t in the wrong cycle.
   double i = floor(log(1.0 - t / first * (1.0 - mult)) / log(mult));
   if (i < 0.0) i = 0.0;
@@ -182,15 +199,16 @@ TS_HD void restart_cycle(double t, double first, double mult, double* index, dou
   *index = i;
   *start = first * (1.0 - pow(mult, i)) / (1.0 - mult);
   *period = first * pow(mult, i);
+  return *period > 0.0;
 }
 
 TS_HD double cosine_restarts(const double* p, double t) {
   double i, start, period;
-  restart_cycle(t, p[2], p[3], &i, &start, &period);
+  if (!restart_cycle(t, p[2], p[3], &i, &start, &period)) return p[1];
   double limit = p[5];
   if (limit > 0.0 && i >= limit) return p[1];
-  double frac = (t - start) / period;
-  if (p[7] != 1.0) frac = pow(t - start, p[7]) / pow(period, p[7]);
+  double frac = ts_clamp01((t - start) / period);
+  if (p[7] != 1.0) frac = pow(frac, p[7]);  // timm's k_decay
   double c = 0.5 * (1.0 + cos(kPi * frac));
   double gamma = pow(p[4], i);
   if (p[6] != 0.0) return p[1] + (p[0] - p[1]) * gamma * c;  // Keras: the swing shrinks
@@ -203,8 +221,10 @@ TS_HD double cyclic(const double* p, double t) {
   double ratio = p[2] / total;
   double cycle = floor(1.0 + t / total);
   double x = 1.0 + t / total - cycle;
-  double scale = (x <= ratio) ? x / ratio : (x - 1.0) / (ratio - 1.0);
+  // Clamped to [0, 1] so that rounding never carries the LR past base or max (nor below 0).
+  double scale = ts_clamp01((x <= ratio) ? x / ratio : (x - 1.0) / (ratio - 1.0));
   double height = (p[1] - p[0]) * scale;
+  if (height == 0.0) return p[0];  // at the bottom of a cycle: no 0 * inf from a growing scale
   double arg = (p[6] != 0.0) ? t : cycle;
   double fn = 1.0;
   if (p[4] == 1.0) fn = 1.0 / pow(2.0, arg - 1.0);
@@ -224,6 +244,7 @@ TS_HD double warmup(const double* p, double t) {
 // Anneal from start to end over `steps`, then end. Shapes: linear, cosine, 1-sqrt, exponential.
 TS_HD double anneal(const double* p, double t) {
   double frac = ts_min(t, p[2]) / p[2];
+  if (frac == 0.0) return p[0];  // exactly start at the start
   double w;  // weight of start
   if (p[3] == 1.0) w = 0.5 * (1.0 + cos(kPi * frac));
   else if (p[3] == 2.0) w = 1.0 - sqrt(frac);
@@ -241,6 +262,7 @@ TS_HD double interpolate(const double* p, const double* aux, int32_t a, int32_t 
   int32_t k = count_passed(times, n, t, false);  // times[k-1] <= t < times[k]
   double lo = values[k - 1], hi = values[k];
   double frac = (t - times[k - 1]) / (times[k] - times[k - 1]);
+  if (frac == 0.0) return lo;  // through every point exactly
   if (p[0] != 0.0) return hi + (lo - hi) * 0.5 * (1.0 + cos(kPi * frac));
   return lo + (hi - lo) * frac;
 }
