@@ -334,7 +334,7 @@ GALLERY: list[tuple[str, str]] = [
     ("cosine", "cosine(1000, final=0.05)"),
     ("warmup >> cosine", "warmup(linear, 100) >> cosine(900, final=0.1)"),
     ("cosine restarts", "cosine_restarts(200, period_mult=1.5, decay=0.8)"),
-    ("cyclic (triangular2)", "cyclic(0.1, 1.0, 125, mode=triangular2)"),
+    ("cyclic (triangular2)", "cyclic(0.1, 1.0, 100, mode=triangular2)"),
     ("one-cycle", "one_cycle(1000, max=1.0)"),
     ("warmup-stable-decay", 'warmup_stable_decay(100, 600, 300, decay_shape="1-sqrt")'),
     ("polynomial (power 2)", "polynomial(1000, power=2.0)"),
@@ -360,13 +360,14 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
     cols = 3
     rows = (len(scheds) + cols - 1) // cols
-    fig = Figure(figsize=(4.0 * cols, 2.5 * rows), layout="constrained")
+    fig = Figure(figsize=(4.4 * cols, 2.7 * rows), layout="constrained")
     grid = np.arange(steps)
     for i, (title, text, s) in enumerate(scheds):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.plot(grid, s.values(grid), lw=1.5, color=f"C{i % 10}")
-        ax.set_title(title, fontsize=10)
-        ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize=6.5, color="0.35", family="monospace")
+        ax.set_title(title, fontsize=10, fontweight="bold", pad=14)
+        ax.text(0.5, 1.015, text, transform=ax.transAxes, ha="center", va="bottom", fontsize=7, color="0.35",
+                family="monospace")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.tick_params(labelsize=7)
@@ -487,7 +488,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        args = parser.parse_args(args_list)
+        if args_list[:1] == ["demo"] and args_list[1:] not in (["-h"], ["--help"]):
+            # Everything after 'demo' belongs to torchsched.demo (argparse.REMAINDER drops leading options).
+            args = argparse.Namespace(func=cmd_demo, rest=args_list[1:])
+        else:
+            args = parser.parse_args(args_list)
         if getattr(args, "func", None) is None:
             raise UsageError(f"choose a command: plot, find-lr, bench, demo, gallery (see {PROG} --help)")
         return int(args.func(args) or 0)

@@ -119,10 +119,14 @@ def parse(text: str) -> _s.Schedule:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as e:
         col = f" at column {e.offset}" if e.offset else ""
-        raise SpecError(f"invalid syntax{col}: {src!r}") from None
+        detail = _one_line(e.msg) if e.msg and e.msg != "invalid syntax" else ""
+        shown = src if len(src) <= 80 else src[:77] + "..."
+        raise SpecError(f"invalid syntax{col}{': ' + detail if detail else ''} in {shown!r}") from None
     except (RecursionError, MemoryError, ValueError):
         raise SpecError("spec is nested too deeply") from None
     value = _Eval(src).visit(tree.body, 0)
+    if isinstance(value, _Word) and str(value) in BUILDERS:
+        raise SpecError(f"{value} needs arguments, for example {value}(...) (a bare {value} is a shape word)")
     if isinstance(value, _Word):
         raise SpecError(f"{str(value)!r} is a shape, not a schedule; for example warmup({value}, 1000)")
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
