@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -87,7 +88,8 @@ class _HostBinding:
     The interface every binding offers (the CUDA one included): ``engine`` (the :class:`Engine`),
     ``install(groups)`` (puts the current LRs, and the LR tensors, into the group dicts without advancing),
     ``advance(groups, found_inf)`` (one step for every group in one core call unless ``found_inf`` is
-    non-zero; returns whether it advanced), ``lrs()`` (host mirror, floats).
+    non-zero; returns whether it advanced), ``advancer(groups)`` (a no-argument callable doing the same
+    with no ``found_inf``), ``lrs()`` (host mirror, floats).
     """
 
     def __init__(self, engine: Engine, tensor_groups: Sequence[bool], dtype: torch.dtype) -> None:
@@ -117,16 +119,24 @@ class _HostBinding:
     def advance(self, groups: list[dict[str, Any]], found_inf: Any = None) -> bool:
         if found_inf is not None and bool(found_inf):  # CPU GradScaler: a 0-d CPU tensor, no device sync
             return False
-        if self._mode == "dicts":
-            self._core.advance_dicts(groups, "lr")
-        elif self._mode == "tensors":
-            self._core.advance(self._ptr, self._code, self._count)
-        else:
-            self._core.advance(self._ptr, self._code, self._count)
-            lrs = self._core.lrs()
-            for g in self._float_idx:
-                groups[g]["lr"] = lrs[g]
+        self.advancer(groups)()
         return True
+
+    def advancer(self, groups: list[dict[str, Any]]) -> Callable[[], None]:
+        """A no-argument callable that advances every group in one core call (the wrapper's hot path: it
+        is bound once per group list, so a step pays one call and no argument checks)."""
+        if self._mode == "dicts":
+            return partial(self._core.advance_dicts, groups, "lr")
+        if self._mode == "tensors":
+            return partial(self._core.advance, self._ptr, self._code, self._count)
+        core, ptr, code, count, float_idx = self._core, self._ptr, self._code, self._count, self._float_idx
+
+        def mixed() -> None:
+            core.advance(ptr, code, count)
+            lrs = core.lrs()
+            for g in float_idx:
+                groups[g]["lr"] = lrs[g]
+        return mixed
 
     def lrs(self) -> list[float]:
         return self._core.lrs()
@@ -292,6 +302,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         binding.install(groups)
         d = self.__dict__
         d["_binding"] = binding
+        d["_advance"] = binding.advancer(groups)
         d["_groups"] = groups
         d["_count"] = len(groups)
 
@@ -323,7 +334,11 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if groups is not self._groups or len(groups) != self._count:
             self._resync(groups)
         loss = opt.step() if closure is None else opt.step(closure)
-        self._binding.advance(groups, opt.__dict__.get("found_inf"))
+        found_inf = opt.__dict__.get("found_inf")  # set by GradScaler around this call
+        if found_inf is None:
+            self._advance()
+        else:
+            self._binding.advance(groups, found_inf)
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
