@@ -354,10 +354,9 @@ def report(torch: Any, rows: list[dict[str, Any]], e2e: dict[str, Any], problems
                    f"1 launch per step whatever G (G = 1, 100, 1000: {', '.join(fmt(v, 2) for v in launches)})"))
     syncs = [ours[g]["syncs"] for g in sorted(ours)]
     checks.append((all(v == 0 for v in syncs), f"0 host syncs per step ({', '.join(fmt(v, 2) for v in syncs)})"))
-    extra = e2e["replay_us_with"] - e2e["replay_us_without"]
-    checks.append((extra <= max(2.0, 0.05 * e2e["replay_us_without"]),
-                   f"no host cost from scheduling in a graph (replay {e2e['replay_us_with']:.1f} µs with vs "
-                   f"{e2e['replay_us_without']:.1f} µs without)"))
+    checks.append((e2e["replay_us_with"] <= 1.10 * e2e["replay_us_without"],
+                   f"no host cost from scheduling in a graph: a replay costs the host the same with the schedule "
+                   f"inside (within 10%: {e2e['replay_us_with']:.1f} µs with, {e2e['replay_us_without']:.1f} µs without)"))
     ratio = tensor[1000]["host_us"] / ours[1000]["host_us"]
     checks.append((ratio >= 100, f">= 100x less host time per step than torch with tensor LRs at G = 1000 "
                                  f"({ratio:,.0f}x)"))
