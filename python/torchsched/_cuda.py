@@ -327,7 +327,9 @@ class CudaEngine:
         read_prev: chainable rules read the previous LR from the LR buffer (so an LR edited in place is
             respected, as torch does); otherwise from the float64 mirror.
         initial_lrs: the LR each group has before the first write (what chainable rules start from);
-            defaults to ``base_lrs[g] * multipliers[g]``.
+            defaults to ``base_lrs[g] * multipliers[g]``. A chainable torch rule computes the new LR from the
+            previous one and the engine still multiplies by ``base_lrs[g] * multipliers[g]``, so programs made
+            of chainable rules take base LRs of 1 and their starting LRs here.
 
     Construct the engine outside CUDA-graph capture (it allocates and copies its tables); keep it alive for as
     long as a graph that captured :meth:`advance` may replay.
