@@ -584,6 +584,19 @@ def test_one_launch_for_any_number_of_groups(groups):
     assert engine.lrs() == list(ref.mirror())
 
 
+def test_from_program_equals_the_schedule_constructor():
+    from torchsched._program import compile_many
+
+    scheds = [S.warmup(5) >> S.cosine(60), S.cyclic(0.1, 1.0, 7)]
+    program, roots = compile_many(scheds)
+    a = CudaEngine.from_program(program, [int(r) for r in roots], [0.1, 0.2], device=DEV, step=4)
+    b = CudaEngine(scheds, [0.1, 0.2], device=DEV, step=4)
+    for _ in range(20):
+        a.advance()
+        b.advance()
+    assert torch.equal(a.lr_buffer, b.lr_buffer) and a.lrs() == b.lrs() and a.step == b.step == 24
+
+
 # ---- setters ---------------------------------------------------------------------------------------
 
 def test_set_step_write_and_set_multiplier():

@@ -19,7 +19,7 @@ import torchsched._cuda as tc
 from torchsched import _core
 from torchsched import schedules as S
 from torchsched._engine import FLOAT32, Engine
-from torchsched._program import Code
+from torchsched._program import Code, compile_many
 from torchsched.schedules import _Leaf
 
 CUDA0 = torch.device("cuda", 0)
@@ -72,6 +72,10 @@ def test_engine_without_a_device_says_so():
         tc.CudaEngine(S.cosine(10), [0.1], device="cuda:0")
 
 
+needs_cuda_build = pytest.mark.skipif(not _core.built_with_cuda(), reason="a CPU build refuses before any check")
+
+
+@needs_cuda_build
 def test_engine_argument_errors_come_first():
     with pytest.raises(TypeError, match="float32 or torch.float64"):
         tc.CudaEngine(S.cosine(10), [0.1], device="cuda:0", dtype=torch.float16)
@@ -86,8 +90,9 @@ def test_engine_argument_errors_come_first():
 # ---- devices -------------------------------------------------------------------------------------
 
 def test_cpu_params_are_refused_with_the_cpu_engine_named():
-    with pytest.raises(ValueError, match="not on a CUDA device.*torchsched.Engine"):
-        tc.CudaEngine(S.cosine(10), [0.1], params=params(1))
+    if _core.built_with_cuda():
+        with pytest.raises(ValueError, match="not on a CUDA device.*torchsched.Engine"):
+            tc.CudaEngine(S.cosine(10), [0.1], params=params(1))
     with pytest.raises(ValueError, match="not on a CUDA device"):
         tc.resolve_device(params=params(2))
 
@@ -251,6 +256,59 @@ def test_lazy_mirror_random(total, base_lrs, steps):
     for _ in range(steps):
         mirror.advance()
     assert mirror.lrs() == [b * sched(steps) for b in base_lrs]
+
+
+def compiled(schedules):
+    program, roots = compile_many(schedules)
+    return program, [int(r) for r in roots]
+
+
+def test_program_host_is_the_engine_on_a_caller_compiled_program():
+    sched = S.warmup(5) >> S.cosine(50, final=0.1)
+    program, roots = compiled([sched, S.exponential(0.9)])
+    host = tc.ProgramHost(program, roots + [roots[0]], [0.1, 0.2, 0.3], step=3)
+    mirror = tc.HostMirror(host, torch.float32, False, list(host._core.scale()))
+    reference = Engine([sched, S.exponential(0.9), sched], [0.1, 0.2, 0.3], step=3)
+    for _ in range(30):
+        assert mirror.lrs() == reference.lrs()
+        mirror.advance()
+        reference.advance()
+    host.set_multiplier(2, 0.5)
+    reference.set_multiplier(2, 0.5)
+    mirror.rewrite()
+    reference.step = reference.step  # rewrites the mirror at the current step
+    assert mirror.lrs() == reference.lrs() and host.multipliers == [1.0, 1.0, 0.5]
+
+
+def test_program_host_checks_its_arguments():
+    program, roots = compiled([S.cosine(10)])
+    with pytest.raises(TypeError, match="_core.Program"):
+        tc.ProgramHost(object(), roots, [0.1])
+    with pytest.raises(ValueError, match="at least one"):
+        tc.ProgramHost(program, [], [])
+    with pytest.raises(TypeError, match="roots\\[0\\] must be an integer"):
+        tc.ProgramHost(program, [0.5], [0.1])
+    with pytest.raises(ValueError, match="root 7 out of range"):
+        tc.ProgramHost(program, [7], [0.1])
+    with pytest.raises(ValueError, match="scale has 2 entries for 1 groups"):
+        tc.ProgramHost(program, roots, [0.1, 0.2])
+    with pytest.raises(ValueError, match="scale\\[0\\] must be >= 0"):
+        tc.ProgramHost(program, roots, [-0.1])
+    with pytest.raises(ValueError, match="step"):
+        tc.ProgramHost(program, roots, [0.1], step=-2)
+    with pytest.raises(ValueError, match="multiplier must be >= 0"):
+        tc.ProgramHost(program, roots, [0.1]).set_multiplier(0, -1.0)
+
+
+@needs_cuda_build
+def test_from_program_checks_before_touching_a_device():
+    program, roots = compiled([S.cosine(10)])
+    with pytest.raises(ValueError, match="root 3 out of range"):
+        tc.CudaEngine.from_program(program, [3], [0.1], device="cuda:0")
+    with pytest.raises(TypeError, match="float32 or torch.float64"):
+        tc.CudaEngine.from_program(program, roots, [0.1], device="cuda:0", dtype=torch.int8)
+    with pytest.raises(ValueError, match="not on a CUDA device"):
+        tc.CudaEngine.from_program(program, roots, [0.1], params=params(1))
 
 
 # ---- state dicts ---------------------------------------------------------------------------------

@@ -310,6 +310,43 @@ def _finite_values(name: str, values: Any, count: int) -> list[float]:
     return out
 
 
+class ProgramHost:
+    """The host side of :meth:`CudaEngine.from_program`: a core engine on a caller-compiled program, with the
+    attributes of :class:`torchsched.Engine` that :class:`HostMirror` and :class:`CudaEngine` use."""
+
+    def __init__(self, program: Any, roots: Sequence[int], scale: Sequence[float], step: int = 0) -> None:
+        if not isinstance(program, _core.Program):
+            raise TypeError(f"program must be a torchsched._core.Program, got {type(program).__name__}")
+        root_list = list(roots)
+        if not root_list:
+            raise ValueError("roots must name one program root per group (at least one)")
+        for i, r in enumerate(root_list):
+            if isinstance(r, bool) or not isinstance(r, numbers.Integral):
+                raise TypeError(f"roots[{i}] must be an integer, got {r!r}")
+        base = _finite_values("scale", list(scale), len(root_list))
+        for i, v in enumerate(base):
+            if v < 0:
+                raise ValueError(f"scale[{i}] must be >= 0, got {v!r}")
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"step must be an integer >= 0, got {step!r}")
+        # The core checks every root against the program (ValueError naming it).
+        self._core = _core.Engine(program, np.asarray(root_list, dtype=np.int32), np.asarray(base, dtype=np.float64),
+                                  int(step))
+        self.base_lrs = base
+        self.multipliers = [1.0] * len(base)
+
+    @property
+    def groups(self) -> int:
+        return int(self._core.groups)
+
+    def set_multiplier(self, group: int, value: float) -> None:
+        v = _finite_values("multiplier", [value], 1)[0]
+        if v < 0:
+            raise ValueError(f"multiplier must be >= 0, got {value!r}")
+        self.multipliers[group] = v
+        self._core.set_scale(group, self.base_lrs[group] * v)
+
+
 class CudaEngine:
     """G param groups on one CUDA device: ``LR_g(t) = base_lrs[g] * multipliers[g] * schedule_g(t)``.
 
@@ -339,8 +376,26 @@ class CudaEngine:
                  device: Any = None, params: Any = None, step: int = 0, dtype: Any = torch.float32,
                  read_prev: bool = False, initial_lrs: Sequence[float] | None = None) -> None:
         require_cuda_build()
-        code, _, _ = _dtype_info(dtype)
+        _dtype_info(dtype)
         host: Any = Engine(schedules, base_lrs, multipliers, step=step)  # validates the schedule arguments
+        self._setup(host, device, params, step, dtype, read_prev, initial_lrs)
+
+    @classmethod
+    def from_program(cls, program: Any, roots: Sequence[int], scale: Sequence[float], *, device: Any = None,
+                     params: Any = None, step: int = 0, dtype: Any = torch.float32, read_prev: bool = False,
+                     initial_lrs: Sequence[float] | None = None) -> CudaEngine:
+        """An engine on a program the caller compiled (a ``_core.Program`` and one root per group, as the
+        ``lr_scheduler`` twins build them): ``LR_g(t) = scale[g] * program_{roots[g]}(t)``. Same keywords as
+        the constructor; ``base_lrs`` are ``scale`` and the multipliers start at 1."""
+        require_cuda_build()
+        _dtype_info(dtype)
+        engine = cls.__new__(cls)
+        engine._setup(ProgramHost(program, roots, scale, step), device, params, step, dtype, read_prev, initial_lrs)
+        return engine
+
+    def _setup(self, host: Any, device: Any, params: Any, step: int, dtype: Any, read_prev: bool,
+               initial_lrs: Sequence[float] | None) -> None:
+        code, _, _ = _dtype_info(dtype)
         groups = host.groups
         scale = np.asarray(host._core.scale(), dtype=np.float64)
         initial = list(scale) if initial_lrs is None else _finite_values("initial_lrs", list(initial_lrs), groups)
