@@ -330,10 +330,10 @@ class ProgramHost:
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"step must be an integer >= 0, got {step!r}")
         # The core checks every root against the program (ValueError naming it).
-        self._core = _core.Engine(program, np.asarray(root_list, dtype=np.int32), np.asarray(base, dtype=np.float64),
+        self._core: Any = _core.Engine(program, np.asarray(root_list, dtype=np.int32), np.asarray(base, dtype=np.float64),
                                   int(step))
-        self.base_lrs = base
-        self.multipliers = [1.0] * len(base)
+        self.base_lrs: list[float] = base
+        self.multipliers: list[float] = [1.0] * len(base)
 
     @property
     def groups(self) -> int:
