@@ -553,6 +553,17 @@ def test_param_groups_depths_follow_registration_order() -> None:
     assert depths["norm.weight"] == 4 and depths["head.weight"] == 5
 
 
+def test_param_groups_depth_opens_containers_one_level() -> None:
+    blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.LayerNorm(4), torch.nn.Linear(4, 4), torch.nn.GELU())
+                                 for _ in range(2))
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4))
+    model.add_module("blocks", blocks)
+    depths = layer_depths(model)
+    assert depths["0.weight"] == 0 and depths["2.bias"] == 1  # the ReLU takes no depth
+    assert depths["blocks.0.0.weight"] == depths["blocks.0.1.weight"] == 2  # a Sequential block is one layer
+    assert depths["blocks.1.1.bias"] == 3
+
+
 def test_param_groups_layer_decay_and_no_decay_split() -> None:
     model = _Tiny(depth=3)
     groups = torchsched.param_groups(model, lr=1e-3, layer_decay=0.5, weight_decay=0.05)
@@ -636,3 +647,23 @@ def test_cuda_params_with_float_lrs() -> None:
     w = wrap(opt, sched, multipliers=MULTS[:2])
     lrs = _train(w, params, 5)
     np.testing.assert_allclose(lrs, _expected(sched, BASES[:2], MULTS[:2], 5), rtol=1e-12)
+
+
+# ---- the demo ----------------------------------------------------------------------------------------
+
+def test_demo_trains_measures_and_plots(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from torchsched import demo
+
+    out = tmp_path / "demo.png"
+    threads = torch.get_num_threads()
+    assert demo.main(["--steps", "120", "--warmup", "20", "--pairs", "40", "--no-progress", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads
+    text = capsys.readouterr().out
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loss = float(text.split("final loss ")[1].split(",")[0])
+    assert loss < 1.0  # three classes: chance is ln 3 = 1.10
+    assert "torch LambdaLR" in text and "torchsched wrap()" in text
+    rel = float(text.split("max relative difference ")[1].split()[0])
+    assert rel < 2.5e-7  # float32 LR tensors against torch's float LRs
+    with pytest.raises(SystemExit, match="--warmup < --steps"):
+        demo.main(["--steps", "10", "--warmup", "10", "--out", str(out)])

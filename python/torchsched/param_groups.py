@@ -2,8 +2,9 @@
 
 Depth: the model's own parameters (a ``cls_token``, a position embedding) and its first child are depth 0;
 each following child is one deeper, in registration order (the order ``forward`` usually runs them).
-``nn.Sequential`` and ``nn.ModuleList`` children are opened up, so ``blocks[3]`` is one layer; children
-without trainable parameters (activations, dropout) take no depth. Pass ``depth=`` to decide otherwise.
+A child that is an ``nn.Sequential`` or ``nn.ModuleList`` is opened one level, so ``blocks[3]`` is one
+layer (whatever it holds); children without trainable parameters (activations, dropout) take no depth.
+Pass ``depth=`` to decide otherwise.
 
 With ``layer_decay=d`` a parameter at depth k gets the LR multiplier ``d ** (depth_max - k)``: the last
 layer trains at the full LR, each earlier one ``d`` times slower. The multiplier is stored in each group's
@@ -42,13 +43,15 @@ NORM_LAYERS: tuple[type[nn.Module], ...] = tuple(
 _CONTAINERS = (nn.Sequential, nn.ModuleList)
 
 
-def _units(module: nn.Module, prefix: str) -> Iterable[tuple[str, nn.Module]]:
-    for name, child in module.named_children():
-        full = f"{prefix}{name}"
+def _units(model: nn.Module) -> Iterable[tuple[str, nn.Module]]:
+    """The model's children in order, with each ``nn.Sequential``/``nn.ModuleList`` child opened one level
+    (its items are the layers: a ``ModuleList`` of ``Sequential`` blocks gives one layer per block)."""
+    for name, child in model.named_children():
         if isinstance(child, _CONTAINERS):
-            yield from _units(child, full + ".")
+            for item_name, item in child.named_children():
+                yield f"{name}.{item_name}", item
         else:
-            yield full, child
+            yield name, child
 
 
 def layer_depths(model: nn.Module) -> dict[str, int]:
@@ -58,7 +61,7 @@ def layer_depths(model: nn.Module) -> dict[str, int]:
         if p.requires_grad:
             depths[name] = 0
     level = 0
-    for prefix, unit in _units(model, ""):
+    for prefix, unit in _units(model):
         names = [f"{prefix}.{n}" for n, p in unit.named_parameters() if p.requires_grad]
         names = [n for n in names if n not in depths]  # shared (tied) parameters keep their first depth
         if not names:
