@@ -21,7 +21,16 @@ def _cuda_ready() -> bool:
         from torchsched import _core
     except ImportError:
         return False
-    return bool(torch.cuda.is_available() and _core.built_with_cuda() and _core.cuda_available())
+    if not torch.cuda.is_available():
+        return False
+    # torch sees a GPU: the core must too, or the GPU tests would skip silently on a broken build.
+    if not (_core.built_with_cuda() and _core.cuda_available()):
+        raise pytest.UsageError(
+            "torch sees a CUDA device but torchsched's core cannot use it "
+            f"(built_with_cuda={_core.built_with_cuda()}, cuda_available={_core.cuda_available()}): "
+            "rebuild with nvcc on PATH (TORCHSCHED_CUDA=ON) and a driver that supports its CUDA runtime"
+        )
+    return True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
