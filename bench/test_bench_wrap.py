@@ -51,7 +51,7 @@ TARGETS = {  # (path, G) -> target ratio of scheduling overheads, torch / wrap
     ("float", 1): 3.5, ("float", 10): 5.0, ("float", 100): 6.0, ("float", 1000): 5.0,
     ("tensor", 1): 10.0, ("tensor", 10): 30.0, ("tensor", 100): 45.0, ("tensor", 1000): 180.0,
 }
-PATHS = {
+PATHS: dict[str, tuple[type, dict[str, Any]]] = {
     "float": (torch.optim.SGD, {"momentum": 0.9}),
     "tensor": (torch.optim.Adam, {"fused": True}),
 }

@@ -6,7 +6,7 @@ import copy
 import io
 import math
 import pickle
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pytest
@@ -32,13 +32,13 @@ def _params(groups: int = 3, seed: int = 0) -> list[torch.nn.Parameter]:
     return [torch.nn.Parameter(torch.randn(5, 3, generator=gen)) for _ in range(groups)]
 
 
-def _loss(params: list[torch.Tensor], t: int) -> torch.Tensor:
+def _loss(params: Sequence[torch.Tensor], t: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(1000 + t)
     x = torch.randn(7, 5, generator=gen)
     return sum(((x @ p).tanh() ** 2).mean() * (i + 1) for i, p in enumerate(params))  # type: ignore[return-value]
 
 
-def _train(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: int, after: Callable[[], None] | None = None,
+def _train(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor], steps: int, after: Callable[[], None] | None = None,
            start: int = 0) -> list[list[float]]:
     """Runs ``steps`` steps; returns each group's LR after every step (as floats)."""
     out = []
@@ -74,7 +74,7 @@ def _wrapped(cls: type, kwargs: dict[str, Any], sched: S.Schedule, groups: int =
     return wrap(opt, sched, multipliers=MULTS[:groups], **options), params
 
 
-FLOAT_CASES = [
+FLOAT_CASES: list[tuple[type, dict[str, Any]]] = [
     (torch.optim.SGD, {"momentum": 0.9, "foreach": False}),
     (torch.optim.SGD, {"momentum": 0.9, "nesterov": True, "foreach": True}),
     (torch.optim.Adam, {"foreach": True}),
@@ -83,7 +83,7 @@ FLOAT_CASES = [
     (torch.optim.Adagrad, {"foreach": True}),
     (torch.optim.RMSprop, {"momentum": 0.5}),
 ]
-TENSOR_CASES = [
+TENSOR_CASES: list[tuple[type, dict[str, Any]]] = [
     (torch.optim.Adam, {"fused": True}),
     (torch.optim.AdamW, {"fused": True, "weight_decay": 0.1}),
     (torch.optim.SGD, {"fused": True, "momentum": 0.9}),
@@ -210,7 +210,7 @@ def test_behaves_as_the_wrapped_optimizer() -> None:
     w.zero_grad()
     assert all(p.grad is None for p in params)
     w.some_flag = 3  # unknown attributes land on the wrapped optimizer
-    assert opt.some_flag == 3 and w.some_flag == 3
+    assert getattr(opt, "some_flag") == 3 and w.some_flag == 3
     del w.some_flag
     assert not hasattr(opt, "some_flag")
     calls = []
@@ -591,7 +591,8 @@ def test_param_groups_layer_decay_and_no_decay_split() -> None:
 def test_param_groups_without_decay_frozen_tied_and_options() -> None:
     model = _Tiny(depth=2)
     model.embed.weight.requires_grad_(False)
-    model.blocks[1].fc.weight = model.blocks[0].fc.weight  # tied
+    blocks: Any = model.blocks
+    blocks[1].fc.weight = blocks[0].fc.weight  # tied
     groups = torchsched.param_groups(model, lr=0.1, weight_decay=0.01)
     assert [g["name"] for g in groups] == ["decay", "no_decay"]
     everything = [id(p) for g in groups for p in g["params"]]
@@ -611,7 +612,7 @@ def test_param_groups_without_decay_frozen_tied_and_options() -> None:
     assert group_of(model.head.bias)["name"] == "layer1" and group_of(model.head.bias)["lr_multiplier"] == 1.0
     assert group_of(model.token)["name"] == "layer0.no_decay" and group_of(model.token)["lr_multiplier"] == 0.5
     assert group_of(model.norm.weight)["name"] == "layer0.no_decay"
-    assert group_of(model.blocks[0].fc.bias)["name"] == "layer0"  # "bias" is no longer in no_decay
+    assert group_of(blocks[0].fc.bias)["name"] == "layer0"  # "bias" is no longer in no_decay
 
 
 @pytest.mark.parametrize(("kwargs", "exc", "match"), [

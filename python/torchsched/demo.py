@@ -51,7 +51,8 @@ class MLP(nn.Module):
         self.head = nn.Linear(width, CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x @ self.freqs
+        freqs: torch.Tensor = self.freqs  # type: ignore[assignment]
+        z = x @ freqs
         h = self.embed(torch.cat([torch.sin(z), torch.cos(z)], dim=1))
         for block in self.blocks:
             h = h + block(h)
@@ -142,7 +143,7 @@ def measure_overhead(model: nn.Module, *, lr: float, warmup: int, total: int, fu
 # ---- the demo ----------------------------------------------------------------------------------------
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     x, y = spirals(args.points, seed=args.seed)
     model = make_model(args.seed)

@@ -94,7 +94,7 @@ class _HostBinding:
 
     def __init__(self, engine: Engine, tensor_groups: Sequence[bool], dtype: torch.dtype) -> None:
         self.engine = engine
-        self._core = engine._core
+        self._core: Any = getattr(engine, "_core")  # the compiled engine: the hot path calls it directly
         self._count = len(tensor_groups)
         self._float_idx = [g for g, t in enumerate(tensor_groups) if not t]
         self._mode = "dicts" if len(self._float_idx) == self._count else (
@@ -323,7 +323,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             raise
 
     # ---- the optimizer interface
-    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """The wrapped optimizer's step, then one core call that advances every group's schedule.
 
         Returns what the wrapped step returns (the closure's loss). Nothing advances if it raises, or if a
@@ -463,7 +463,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         self._rebuild(self._binding.engine.step)
 
     # ---- forwarding to the wrapped optimizer
-    @property  # type: ignore[override]
+    @property
     def param_groups(self) -> list[dict[str, Any]]:
         return self._optimizer.param_groups
 
@@ -471,7 +471,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
     def param_groups(self, value: list[dict[str, Any]]) -> None:
         self._optimizer.param_groups = value
 
-    @property  # type: ignore[override]
+    @property
     def state(self) -> Any:
         return self._optimizer.state
 
@@ -479,7 +479,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
     def state(self, value: Any) -> None:
         self._optimizer.state = value
 
-    @property  # type: ignore[override]
+    @property
     def defaults(self) -> dict[str, Any]:
         return self._optimizer.defaults
 
