@@ -34,6 +34,15 @@ from torchsched.lr_finder import LRFinderResult
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # type: ignore[no-untyped-def]
+    """These models are tiny: intra-op threads only add contention on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ---- problems ------------------------------------------------------------------------------------
 
 def whitened(seed: int, n_samples: int, scales: list[float], *, noise: float = 0.1,

@@ -170,6 +170,9 @@ def cmd_find_lr(args: argparse.Namespace) -> int:
                          "torchsched.find_lr(model, optimizer, criterion, loader, ...)", f"{PROG} find-lr")
     from .lr_finder import find_lr
 
+    import torch
+
+    torch.set_num_threads(1)  # a model this small gains nothing from threads, and loses on a busy machine
     model, opt, criterion, loader = demo_task(args.seed)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
