@@ -11,6 +11,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import torchsched
 from torchsched import optim as tsoptim
@@ -193,6 +195,48 @@ def test_mixed_tensor_and_float_groups_advance_together() -> None:
     lrs = _train(w, params, 12)
     np.testing.assert_allclose(lrs, _expected(sched, BASES, MULTS, 12), rtol=1e-7, atol=0)
     assert w.param_groups[1]["lr"] == pytest.approx(_expected(sched, BASES, MULTS, 12)[-1][1], rel=1e-12)
+
+
+_SCHEDULES = [
+    lambda: S.warmup(4) >> S.cosine(20, final=0.1),
+    lambda: S.step(5, 0.5),
+    lambda: S.one_cycle(30, max=1.0),
+    lambda: S.warmup_stable_decay(3, 5, 10, final=0.2),
+    lambda: S.cosine_restarts(7, period_mult=2.0, final=0.05),
+]
+
+
+@given(groups=st.integers(1, 4), fused=st.booleans(), adam=st.booleans(),
+       which=st.lists(st.integers(0, len(_SCHEDULES) - 1), min_size=4, max_size=4),
+       mults=st.lists(st.floats(0.0, 4.0), min_size=4, max_size=4), save_at=st.integers(0, 25))
+def test_random_configurations_match_lambdalr_across_a_checkpoint(groups: int, fused: bool, adam: bool,
+                                                                 which: list[int], mults: list[float],
+                                                                 save_at: int) -> None:
+    """Per-group schedules and multipliers, float or tensor LRs, a state_dict round trip mid-run: the LR
+    sequence is each group's LambdaLR sequence."""
+    steps = 30
+    scheds = [_SCHEDULES[k]() for k in which[:groups]]
+    cls: type = torch.optim.Adam if adam else torch.optim.SGD
+    kwargs: dict[str, Any] = {"fused": True} if fused else {}
+
+    def make() -> tuple[ScheduledOptimizer, list[torch.nn.Parameter]]:
+        params = _params(groups)
+        opt = cls([{"params": [p], "lr": BASES[g % 3]} for g, p in enumerate(params)], **kwargs)
+        return wrap(opt, schedules=scheds, multipliers=mults[:groups]), params
+
+    w, params = make()
+    lrs = _train(w, params, save_at)
+    sd = _roundtrip(w.state_dict())
+    w2, _ = make()
+    w2.load_state_dict(sd)
+    lrs += _train(w2, params, steps - save_at, start=save_at)
+    ref_params = _params(groups)
+    ref = cls([{"params": [p], "lr": BASES[g % 3] * mults[g]} for g, p in enumerate(ref_params)], **kwargs)
+    lam = torch.optim.lr_scheduler.LambdaLR(ref, [lambda t, s=s: s(t) for s in scheds])
+    ref_lrs = _train(ref, ref_params, steps, after=lam.step)
+    np.testing.assert_allclose(lrs, ref_lrs, rtol=1e-7 if fused else 1e-12, atol=1e-12)
+    if fused:
+        assert len({g["lr"].data_ptr() for g in w2.param_groups}) == groups
 
 
 # ---- the optimizer interface -----------------------------------------------------------------------

@@ -350,6 +350,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
 
         Its schedule is ``schedule``, else what ``schedules=`` gives it (by name or callable), else the main
         schedule; its multiplier likewise (``multiplier``, ``multipliers=``, its ``'lr_multiplier'``, 1).
+        With tensor LRs every group then gets a new 0-d view of a new, larger buffer: LR tensors taken from
+        the groups before (or captured in a CUDA graph) no longer move.
         """
         opt = self._optimizer
         groups = opt.param_groups
