@@ -288,6 +288,24 @@ def test_model_and_optimizer_state_are_restored_exactly(kind: str) -> None:
         assert torch.equal(opt.param_groups[0]["lr"], torch.tensor(0.001))
 
 
+def test_a_wrapped_optimizer_keeps_its_schedule() -> None:
+    """With a torchsched.wrap() optimizer the test drives the wrapped optimizer; the wrapper's schedule
+    does not advance and its LRs are back afterwards."""
+    model = linear_model(4, 0)
+    inner = torch.optim.SGD(model.parameters(), lr=0.1)
+    wrapped = torchsched.wrap(inner, schedules.cosine(100))
+    wrapped.step()
+    state = _clone_state(wrapped.state_dict())
+    lrs = [g["lr"] for g in wrapped.param_groups]
+    data = [(torch.randn(8, 4), torch.randn(8, 1))] * 30
+    r = find_lr(model, wrapped, torch.nn.MSELoss(), data, start_lr=1e-4, end_lr=1.0, num_iter=30, progress=False)
+    np.testing.assert_allclose(r.lrs, np.geomspace(1e-4, 1.0, 30), rtol=1e-12)
+    _assert_same(state, wrapped.state_dict(), "wrapped")
+    assert [g["lr"] for g in wrapped.param_groups] == lrs
+    wrapped.step()
+    assert wrapped.param_groups[0]["lr"] == pytest.approx(0.1 * schedules.cosine(100)(2))
+
+
 def test_state_is_restored_after_an_error() -> None:
     model = linear_model(3, 0)
     before = model.weight.detach().clone()

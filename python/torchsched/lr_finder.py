@@ -506,7 +506,8 @@ def find_lr(model: Any, optimizer: Any, criterion: Any, train_loader: Iterable[A
     forward pass under ``torch.autocast`` (float16 with a GradScaler on CUDA, bfloat16 elsewhere; the
     GradScaler reads its overflow flag on the host each step). A loader with fewer batches than the test
     needs is cycled, with a warning. See the module docstring for the ramp, smoothing, divergence check
-    (every ``check_every`` iterations) and suggestions.
+    (every ``check_every`` iterations) and suggestions. Given a :func:`torchsched.wrap` optimizer, the test
+    drives the optimizer it wraps, so the wrapper's schedule does not advance.
     """
     import torch
 
@@ -528,6 +529,13 @@ def find_lr(model: Any, optimizer: Any, criterion: Any, train_loader: Iterable[A
     sched = ramp(lo, hi, n, mode)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    try:
+        from .optim import ScheduledOptimizer
+    except ImportError:  # pragma: no cover - optim is part of the package
+        ScheduledOptimizer = None  # type: ignore[assignment,misc]
+    if ScheduledOptimizer is not None and isinstance(optimizer, ScheduledOptimizer):
+        # The range test drives the wrapped optimizer: the wrapper's schedule must not advance.
+        optimizer = optimizer.optimizer
     for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
         if loader is None:
             continue
