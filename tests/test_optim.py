@@ -232,7 +232,8 @@ def test_random_configurations_match_lambdalr_across_a_checkpoint(groups: int, f
     lrs += _train(w2, params, steps - save_at, start=save_at)
     ref_params = _params(groups)
     ref = cls([{"params": [p], "lr": BASES[g % 3] * mults[g]} for g, p in enumerate(ref_params)], **kwargs)
-    lam = torch.optim.lr_scheduler.LambdaLR(ref, [lambda t, s=s: s(t) for s in scheds])
+    factors: list[Callable[[int], float]] = [s.__call__ for s in scheds]
+    lam = torch.optim.lr_scheduler.LambdaLR(ref, factors)
     ref_lrs = _train(ref, ref_params, steps, after=lam.step)
     np.testing.assert_allclose(lrs, ref_lrs, rtol=1e-7 if fused else 1e-12, atol=1e-12)
     if fused:
