@@ -18,6 +18,27 @@ bool is_leaf(int32_t code) { return (code >= OP_CONSTANT && code <= OP_TANH) || 
 bool is_combinator(int32_t code) { return code >= OP_PRODUCT && code < OP_CODE_END; }
 bool uses_table(int32_t code) { return code == OP_PIECEWISE_CONST || code == OP_INTERP || code == OP_TORCH_MULTISTEP; }
 
+// Parameters that divide (periods, step counts, timescales) must be > 0, or the formula yields NaN.
+// Returns a bit mask over p[0..7] for the op code.
+unsigned positive_params(int32_t code) {
+  switch (code) {
+    case OP_STEP: return 1u << 1;
+    case OP_EXPONENTIAL: return 1u << 2;
+    case OP_POLYNOMIAL: return (1u << 2) | (1u << 5);
+    case OP_INVERSE_TIME: return 1u << 2;
+    case OP_INVERSE_POWER: return 1u << 1;
+    case OP_INVERSE_SQRT: return 1u << 1;
+    case OP_COSINE: return (1u << 2) | (1u << 6);
+    case OP_COSINE_RESTARTS: return (1u << 2) | (1u << 3) | (1u << 7);
+    case OP_CYCLIC: return (1u << 2) | (1u << 3);
+    case OP_WARMUP: return 1u << 2;
+    case OP_ANNEAL: return 1u << 2;
+    case OP_TANH: return 1u << 2;
+    case OP_TORCH_COSINE: return 1u << 2;
+    default: return 0u;
+  }
+}
+
 // Checks the subtree at i and returns its nesting depth of clock-changing nodes.
 int check_node(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux, int64_t i, int depth) {
   const Op& op = ops[i];
@@ -31,6 +52,11 @@ int check_node(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux, i
   }
   if (is_leaf(op.code)) {
     if (op.size != 1) fail(where + ": a leaf must have size 1");
+    const unsigned positive = positive_params(op.code);
+    for (int k = 0; k < kNumParams; ++k)
+      if (((positive >> k) & 1u) && !(op.p[k] > 0.0))
+        fail(where + ": parameter " + std::to_string(k) + " (a period or step count) must be > 0, got " +
+             std::to_string(op.p[k]));
     if (uses_table(op.code)) {
       int64_t need = (op.code == OP_TORCH_MULTISTEP) ? op.b : (op.code == OP_PIECEWISE_CONST ? 2 * op.b + 1 : 2 * op.b);
       if (op.a < 0 || op.b < 0 || op.a + need > n_aux) fail(where + ": table out of bounds");
@@ -127,6 +153,9 @@ void evaluate_steps(const Op* ops, const double* aux, int32_t root, const int64_
       for (int64_t k = begin; k < end; ++k) out[k] = evaluate(ops, aux, root, static_cast<double>(steps[k]), ctx);
     }
   });
+  for (int64_t k = 0; k < n; ++k)
+    if (!std::isfinite(out[k]))
+      fail("the schedule is not finite at step " + std::to_string(steps[k]) + " (it overflows or divides by zero there)");
 }
 
 void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
@@ -146,6 +175,13 @@ void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, co
       else out64[g] = lr;
     }
   });
+  // A learning rate is never silently non-finite: report the first group that overflowed.
+  for (int64_t g = 0; g < groups; ++g) {
+    const double v = (out && dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : mirror[g];
+    if (!std::isfinite(v))
+      fail("the LR of group " + std::to_string(g) + " is not finite at step " + std::to_string(step) +
+           (std::isfinite(mirror[g]) ? " in float32 (it overflows the buffer's dtype)" : " (the schedule overflows there)"));
+  }
 }
 
 }  // namespace torchsched
