@@ -456,3 +456,29 @@ def test_compile_many_shares_one_tree_per_schedule() -> None:
     assert roots.dtype == np.int32 and roots.tolist() == [0, 1, 0, 0]
     assert prog.size == 2
     assert prog.value(int(roots[1]), 2) == b(2)
+
+
+@pytest.mark.parametrize(
+    "code, index",
+    [(Code.STEP, 1), (Code.COSINE, 2), (Code.WARMUP, 2), (Code.CYCLIC, 2), (Code.COSINE_RESTARTS, 3),
+     (Code.INVERSE_SQRT, 1), (Code.TANH, 2), (Code.TORCH_COSINE, 2)],
+)
+def test_raw_tables_reject_a_zero_period(code: int, index: int) -> None:
+    p = [1.0] * 8
+    p[index] = 0.0
+    with pytest.raises(ValueError, match=rf"parameter {index} .* must be > 0"):
+        program([leaf(code, *p)])
+
+
+def test_overflow_raises_instead_of_an_infinite_lr() -> None:
+    growth = S.exponential(10.0)
+    assert math.isfinite(growth(300))
+    with pytest.raises(ValueError, match="not finite at step 1000"):
+        growth.values([1000])
+    engine = S.engine(growth, [1.0])
+    engine.step = 300
+    with pytest.raises(ValueError, match="group 0 is not finite at step 301 in float32"):
+        engine.advance(np.zeros(1, dtype=np.float32))
+    assert engine.step == 300  # the failed call did not move the schedule
+    engine.advance(np.zeros(1, dtype=np.float64))  # 1e301 still fits a float64 buffer
+    assert engine.step == 301
