@@ -241,6 +241,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--groups must be integers >= 1, got {args.groups!r}", f"{PROG} bench")
     if args.steps < 1 or args.repeat < 1:
         raise UsageError("--steps and --repeat must be >= 1", f"{PROG} bench")
+    drop_in: Any
     try:
         from . import lr_scheduler as drop_in  # written separately; optional here
     except ImportError:
@@ -271,7 +272,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
                 opt_c = optimizer(groups)
                 engine = Engine(sched, [base] * groups)
-                core = engine._core
+                core: Any = engine._core  # type: ignore[has-type]
                 core.write_dicts(opt_c.param_groups, "lr")
                 t_core = _best_time(lambda: core.advance_dicts(opt_c.param_groups, "lr"),  # noqa: B023
                                     args.steps, args.repeat)

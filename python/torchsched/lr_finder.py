@@ -432,7 +432,8 @@ class LRFinderResult:
             if total_steps is None:
                 raise ValueError("total_steps is required for kind='one_cycle'")
             total = _int("total_steps", total_steps, 2)
-            opts = dict(div_factor=10.0, pct_start=0.45, anneal="linear", three_phase=True, final_div_factor=1e4)
+            opts: dict[str, Any] = dict(div_factor=10.0, pct_start=0.45, anneal="linear", three_phase=True,
+                                        final_div_factor=1e4)
             opts.update(kwargs)
             return _schedules.one_cycle(total, max=peak, **opts)
         base = (low if low < peak else peak / 4) if base_lr is None else _real("base_lr", base_lr)
@@ -445,9 +446,9 @@ class LRFinderResult:
             half = _int("total_steps", total_steps, 2) / (2 * cyc)
         else:
             half = _int("step_size", step_size, 1)
-        opts = dict(mode="triangular")
-        opts.update(kwargs)
-        return _schedules.cyclic(base, peak, half, **opts)
+        tri: dict[str, Any] = dict(mode="triangular")
+        tri.update(kwargs)
+        return _schedules.cyclic(base, peak, half, **tri)
 
     def __repr__(self) -> str:
         try:
@@ -587,19 +588,24 @@ def find_lr(model: Any, optimizer: Any, criterion: Any, train_loader: Iterable[A
     bar = None
     if progress:
         try:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # type: ignore[import-untyped]
             bar = tqdm(total=n, desc="find_lr", unit="it", leave=False)
         except ImportError:  # pragma: no cover - tqdm is optional
             bar = None
-    raw = smoothed = ema = best = first_bad = None
+    raw: Any = None  # the device buffers, allocated at the first loss
+    smoothed: Any = None
+    ema: Any = None
+    best: Any = None
+    first_bad: Any = None
+    core: Any = engine._core  # type: ignore[has-type]
     stop_at: int | None = None
     run = 0
     try:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        engine._core.write_dicts(optimizer.param_groups, "lr")  # f(0) = start_lr in every group
+        core.write_dicts(optimizer.param_groups, "lr")  # f(0) = start_lr in every group
         for i in range(n):
-            total = None
+            total: Any = None
             for _ in range(acc):
                 loss = forward_loss(batches.next())
                 scaled = loss / acc if acc > 1 else loss
@@ -630,7 +636,7 @@ def find_lr(model: Any, optimizer: Any, criterion: Any, train_loader: Iterable[A
             first_bad.masked_fill_(bad & (first_bad < 0), i)
             run = i + 1
             if i + 1 < n:
-                engine._core.advance_dicts(optimizer.param_groups, "lr")
+                core.advance_dicts(optimizer.param_groups, "lr")
             if bar is not None:
                 bar.update(1)
             if i == 0 or (i + 1) % k == 0 or i + 1 == n:

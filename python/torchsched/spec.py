@@ -173,19 +173,19 @@ class _Eval:
             return items if isinstance(node, ast.List) else tuple(items)
         if isinstance(node, ast.Dict):
             out = {}
-            for k, v in zip(node.keys, node.values):
-                if k is None:
+            for key_node, value_node in zip(node.keys, node.values):
+                if key_node is None:
                     raise self.fail(node, "'**' is not allowed in a spec")
-                key = self.visit(k, d)
+                key = self.visit(key_node, d)
                 if isinstance(key, (list, dict, _s.Schedule)):
-                    raise self.fail(k, "dict keys must be numbers or strings")
-                out[key] = self.visit(v, d)
+                    raise self.fail(key_node, "dict keys must be numbers or strings")
+                out[key] = self.visit(value_node, d)
             return out
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            v = self.visit(node.operand, d)
-            if not self.is_number(v):
+            operand = self.visit(node.operand, d)
+            if not self.is_number(operand):
                 raise self.fail(node, "unary minus/plus applies to numbers only")
-            return -v if isinstance(node.op, ast.USub) else +v
+            return -operand if isinstance(node.op, ast.USub) else +operand
         if isinstance(node, ast.BinOp):
             return self.binop(node, self.visit(node.left, d), self.visit(node.right, d))
         if isinstance(node, ast.Call):
@@ -397,7 +397,7 @@ def _read(path: str) -> Any:
         raise SpecError(f"cannot read {path}: {e.strerror or e}") from None
     if ext in (".yaml", ".yml"):
         try:
-            import yaml
+            import yaml  # type: ignore[import-untyped]
         except ImportError:
             raise SpecError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); JSON works without it") from None
         try:
