@@ -319,10 +319,9 @@ def test_wrap_on_cuda_params_does_not_sync():
     if not hasattr(torchsched, "wrap"):
         pytest.skip("torchsched.wrap is not there")
     model, groups = tiny_model()
-    try:
-        opt = torchsched.wrap(fused_adamw(groups), S.warmup(50) >> S.cosine(950))
-    except NotImplementedError as exc:
-        pytest.skip(f"wrap() has no CUDA tensor-LR path yet: {exc}")
+    schedule = S.warmup(50) >> S.cosine(950)
+    opt = torchsched.wrap(fused_adamw(groups), schedule)
+    base = list(opt.base_lrs)
     x = torch.randn(32, 16, device=DEV)
 
     def step():
@@ -335,6 +334,11 @@ def test_wrap_on_cuda_params_does_not_sync():
         for _ in range(999):
             step()
     assert opt.param_groups[0]["lr"].device == DEV
+    assert opt.last_step == 1000
+    expected = [b * schedule(1000) for b in base]
+    assert opt.get_last_lr() == pytest.approx(expected, rel=1e-12, abs=1e-18)
+    device_lrs = torch.stack([g["lr"] for g in opt.param_groups]).cpu()
+    assert torch.equal(device_lrs, torch.tensor(expected, dtype=torch.float64).to(torch.float32))
 
 
 def test_lr_scheduler_classes_on_cuda_params_do_not_sync():

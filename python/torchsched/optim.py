@@ -144,22 +144,38 @@ class _HostBinding:
 
 def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multipliers: Sequence[float], *,
                  step: int, tensor_groups: Sequence[bool], devices: Sequence[torch.device],
-                 dtype: torch.dtype) -> _HostBinding:
+                 dtype: torch.dtype) -> Any:
     """The one place a wrapper's engine is made: every construction, ``add_param_group`` and
     ``load_state_dict`` goes through here.
 
     Float-LR groups are always driven from the host (the LR is a Python float whatever the params' device).
-    Tensor-LR groups need their LR tensor on the params' device: CPU params get the host engine; CUDA params
-    need the CUDA engine, which this function does not make yet (a CPU LR tensor with CUDA params would be
-    copied to the device, or frozen into a captured graph, so it is an error, not a fallback).
+    Tensor-LR groups need their LR tensor on the params' device: CPU params get the host engine, CUDA params
+    the CUDA engine (one kernel launch per step, LR tensors in device memory). A CPU LR tensor with CUDA
+    params is never made: fused CUDA kernels would read it with ``.item()``, or freeze it into a graph.
     """
-    for g, (is_tensor, device) in enumerate(zip(tensor_groups, devices)):
-        if is_tensor and device.type != "cpu":
-            raise NotImplementedError(
-                f"param group {g} reads a tensor LR on {device}; wrap() drives tensor LRs on CPU only so far "
-                "(use a CPU optimizer, or one without fused=/capturable= to use float LRs)")
-    engine = Engine(list(schedules), list(base_lrs), list(multipliers), step=step)
-    return _HostBinding(engine, tensor_groups, dtype)
+    cuda = sorted({str(d) for t, d in zip(tensor_groups, devices) if t and d.type == "cuda"})
+    other = sorted({str(d) for t, d in zip(tensor_groups, devices) if t and d.type not in ("cpu", "cuda")})
+    if other:
+        raise NotImplementedError(f"tensor LRs on {other[0]} are not supported (CPU and CUDA are)")
+    if not cuda:
+        engine = Engine(list(schedules), list(base_lrs), list(multipliers), step=step)
+        return _HostBinding(engine, tensor_groups, dtype)
+    cpu = [g for g, (t, d) in enumerate(zip(tensor_groups, devices)) if t and d.type == "cpu"]
+    if len(cuda) > 1 or cpu:
+        raise ValueError(f"tensor-LR param groups span {cuda + ['cpu'] * bool(cpu)}: one engine drives one device; "
+                         "wrap one optimizer per device")
+    from ._cuda import CudaBinding, CudaEngine
+
+    engine = CudaEngine(list(schedules), list(base_lrs), list(multipliers), step=step, device=cuda[0], dtype=dtype)
+    return CudaBinding(engine, tensor_groups)
+
+
+def _engine_step(binding: Any) -> int:
+    """The schedule's step; a CUDA engine first copies it back once (graph replays are invisible to Python)."""
+    engine = binding.engine
+    if getattr(engine, "stale", False):
+        engine.resync()
+    return int(engine.step)
 
 
 # ---- option resolution ---------------------------------------------------------------------------
@@ -313,7 +329,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if len(groups) < count:
             raise RuntimeError(f"the optimizer has {len(groups)} param groups but its schedule has {count}: "
                                "param groups were removed behind the wrapper")
-        step = self._binding.engine.step
+        step = _engine_step(self._binding)
         try:
             for i in range(count, len(groups)):
                 self._describe(i, groups[i])
@@ -361,7 +377,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         opt.add_param_group(param_group)
         try:
             self._describe(count, opt.param_groups[count], schedule, multiplier)
-            self._rebuild(self._binding.engine.step)
+            self._rebuild(_engine_step(self._binding))
         except BaseException:
             self._truncate(count)
             del opt.param_groups[count:]
@@ -373,7 +389,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         sd = dict(self._optimizer.state_dict())
         sd[_STATE_KEY] = {
             "version": _STATE_VERSION,
-            "step": self._binding.engine.step,
+            "step": _engine_step(self._binding),
             "base_lrs": list(self._base_lrs),
             "multipliers": list(self._multipliers),
             "schedules": [repr(s) for s in self._schedules],
@@ -391,7 +407,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if ours is not None:
             ours = self._check_state(ours, len(sd.get("param_groups", ())))
         opt.load_state_dict(sd)  # checks the group count and sizes; replaces the group dicts
-        step = self._binding.engine.step
+        step = _engine_step(self._binding)
         if ours is not None:
             step = ours["step"]
             self._base_lrs[:] = ours["base_lrs"]
@@ -429,7 +445,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
     @property
     def last_step(self) -> int:
         """How many steps the schedule has taken (0 after :func:`wrap`)."""
-        return self._binding.engine.step
+        return _engine_step(self._binding)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -462,7 +478,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             raise ValueError(f"group must be a param group index in 0..{self._count - 1}, got {group!r}")
         groups = self._optimizer.param_groups
         self._multipliers[group] = _nonneg_finite(f"the multiplier for {_group_label(group, groups[group])}", value)
-        self._rebuild(self._binding.engine.step)
+        self._rebuild(_engine_step(self._binding))
 
     # ---- forwarding to the wrapped optimizer
     @property
