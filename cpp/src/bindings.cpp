@@ -315,6 +315,7 @@ class Stepper {
     prev_.assign(G, 0.0);
     ins_.assign(G, 0.0);
     objs_.assign(G, nullptr);
+    mobjs_.assign(G, nullptr);
   }
 
   int64_t groups() const { return static_cast<int64_t>(roots_.size()); }
@@ -360,10 +361,15 @@ class Stepper {
       } else if (v != PyTuple_GET_ITEM(views_.ptr(), g)) {
         return false;
       }
+      // the momentum entry too, in the same pass over the dict (it is in cache now)
       if (mom_key_ == kBetas) {
         PyObject* b = PyDict_GetItemWithError(d, s_betas);
         if (b == nullptr) { PyErr_Clear(); return false; }
         if (!PyTuple_Check(b) || PyTuple_GET_SIZE(b) < 1) return false;
+        mobjs_[g] = b;
+      } else if (mom_key_ == kMomentum) {
+        mobjs_[g] = PyDict_GetItemWithError(d, s_momentum);
+        if (mobjs_[g] == nullptr && PyErr_Occurred()) { PyErr_Clear(); return false; }
       }
     }
     if (storage_ == kBuffer) {
@@ -404,7 +410,7 @@ class Stepper {
         for (Py_ssize_t g = 0; g < G; ++g) buf[g] = vals_[g];
       }
     }
-    if (!mroots_.empty() && !store_momentum(groups)) return false;
+    if (!mroots_.empty() && !store_momentum(groups, relookup)) return false;
     std::memcpy(mirror_.data(), vals_.data(), sizeof(double) * static_cast<size_t>(G));
     fresh_ = true;
     return true;
@@ -560,18 +566,22 @@ class Stepper {
     return true;
   }
 
-  bool store_momentum(PyObject* groups) {
+  // relookup: Python code ran since ready() collected the entries (callables), so look them up again.
+  bool store_momentum(PyObject* groups, bool relookup) {
     const Py_ssize_t G = static_cast<Py_ssize_t>(mroots_.size());
     for (Py_ssize_t g = 0; g < G; ++g) {
       PyObject* d = PyList_GET_ITEM(groups, g);
       if (mom_key_ == kMomentum) {
-        PyObject* old = PyDict_GetItemWithError(d, s_momentum);
-        if (old == nullptr && PyErr_Occurred()) return false;
+        PyObject* old = mobjs_[g];
+        if (relookup) {
+          old = PyDict_GetItemWithError(d, s_momentum);
+          if (old == nullptr && PyErr_Occurred()) return false;
+        }
         if (!store_float(d, s_momentum, old, mvals_[g])) return false;
         continue;
       }
       // betas = (momentum, *betas[1:]): a new tuple, as torch stores
-      PyObject* old = PyDict_GetItemWithError(d, s_betas);
+      PyObject* old = relookup ? PyDict_GetItemWithError(d, s_betas) : mobjs_[g];
       if (old == nullptr) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "betas");
         return false;
@@ -609,7 +619,7 @@ class Stepper {
   std::uintptr_t ptr_ = 0;
   int32_t dtype_ = DT_FLOAT64;
   std::vector<double> mirror_, vals_, mvals_, prev_, ins_;
-  std::vector<PyObject*> objs_;  // borrowed, valid from ready() to the store with no Python code between
+  std::vector<PyObject*> objs_, mobjs_;  // borrowed, valid from ready() to the store when no Python code ran
 };
 
 Stepper* stepper_of(PyObject* obj) {
@@ -625,19 +635,16 @@ Stepper* stepper_of(PyObject* obj) {
 // first step done) runs here: torch's counters in the instance dict, then one Stepper call. Everything
 // else (the call-order warnings of the first step, step(epoch), a changed optimizer) goes to the
 // Python slow path, self._ts_step(epoch).
-PyObject* scheduler_step(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+// As a method descriptor (METH_FASTCALL | METH_KEYWORDS): `self` is the scheduler, args the rest.
+// Being a method descriptor, `scheduler.step()` allocates no bound-method object.
+PyObject* scheduler_step(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-  if (nargs < 1) {
-    PyErr_SetString(PyExc_TypeError, "step() needs the scheduler");
-    return nullptr;
-  }
-  PyObject* self = args[0];
   PyObject* epoch = Py_None;
-  if (nargs + nkw > 2) {
-    PyErr_Format(PyExc_TypeError, "step() takes from 1 to 2 positional arguments but %zd were given", nargs + nkw);
+  if (nargs + nkw > 1) {
+    PyErr_Format(PyExc_TypeError, "step() takes from 1 to 2 positional arguments but %zd were given", nargs + nkw + 1);
     return nullptr;
   }
-  if (nargs == 2) epoch = args[1];
+  if (nargs == 1) epoch = args[0];
   if (nkw == 1) {
     if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "epoch") != 0) {
       PyErr_Format(PyExc_TypeError, "step() got an unexpected keyword argument '%U'", PyTuple_GET_ITEM(kwnames, 0));
@@ -831,12 +838,16 @@ void register_bindings(py::module_& m) {
       .def("compute", &Stepper::compute, py::arg("t"), py::arg("prevs") = py::none(), py::arg("u") = NAN)
       .def("compute_momentum", &Stepper::compute_momentum, py::arg("t"), py::arg("u") = NAN)
       .def("lrs", &Stepper::lrs);
-  PyObject* fn = PyCFunction_NewEx(&scheduler_step_def, nullptr, nullptr);
-  if (fn == nullptr) throw py::error_already_set();
-  PyObject* method = PyInstanceMethod_New(fn);
-  Py_DECREF(fn);
-  if (method == nullptr) throw py::error_already_set();
-  m.attr("scheduler_step") = py::reinterpret_steal<py::object>(method);
+  m.def(
+      "scheduler_step_method",
+      [](py::handle cls) {
+        if (!PyType_Check(cls.ptr())) throw py::type_error("scheduler_step_method needs a class");
+        PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &scheduler_step_def);
+        if (descr == nullptr) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(descr);
+      },
+      py::arg("cls"),
+      "The C-level step(self, epoch=None) as a method of `cls` (set it as the class's `step`).");
   m.def("plateau_step", &plateau_step, py::arg("state"), py::arg("groups"), py::arg("metric"), py::arg("tensor_type"),
         "One ReduceLROnPlateau step on the scheduler's __dict__: update, reduce every group when due; returns _last_lr.");
 }

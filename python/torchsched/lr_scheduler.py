@@ -358,8 +358,6 @@ class _Core(_LastLR):
 
     __slots__ = ("_ts_stale", "_ts_closed", "_ts_dtype", "_ts_core", "_ts_fast")
 
-    # C-level step(): torch's counters and one core call; the rare cases go to _ts_step below.
-    step = _core.scheduler_step
 
     _ts_live: tuple[str, ...] = ("base_lrs",)
     _ts_has_closed = False       # torch's class has _get_closed_form_lr
@@ -548,6 +546,10 @@ class _Core(_LastLR):
         return [_like(g["lr"], v) for g, v in zip(groups, values, strict=True)]
 
     get_lr._ts_core = True  # type: ignore[attr-defined]
+
+
+# C-level step(): torch's counters and one core call; the rare cases go to _Core._ts_step.
+_Core.step = _core.scheduler_step_method(_Core)  # type: ignore[method-assign]
 
 
 class _ClosedForm:
@@ -775,8 +777,10 @@ class CosineAnnealingLR(_ClosedForm, _Core, _tl.CosineAnnealingLR):
     def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
         n = len(groups)
         hazard = self.T_max == 0 or len(self.base_lrs) != n
-        return _Spec([_leaf(_T_COSINE, _base(self, g), self.eta_min, self.T_max, 1.0) for g in range(n)],
-                     fast=not hazard)
+        # torch's rule depends on T_max only through cos(pi t / T_max) and multiples of 2 T_max: a
+        # negative T_max acts as its absolute value; 0 raises ZeroDivisionError in _ts_check first.
+        T = abs(self.T_max) if self.T_max != 0 else 1.0
+        return _Spec([_leaf(_T_COSINE, _base(self, g), self.eta_min, T, 1.0) for g in range(n)], fast=not hazard)
 
     def _ts_build_closed(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(_T_COSINE_CLOSED, _base(self, g), self.eta_min, self.T_max, 0.0)
@@ -1039,7 +1043,7 @@ class ChainedScheduler(_LastLR, _tl.ChainedScheduler):
             self._last_lr = _group_lrs(self._schedulers[-1].optimizer.param_groups)
 
 
-class ReduceLROnPlateau(_tl.ReduceLROnPlateau):
+class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     """torch's ``ReduceLROnPlateau``. ``float(metrics)`` is taken in Python, as in torch (a host sync
     for a GPU tensor); the plateau rule (best, bad epochs, cooldown) and every group's reduction run in
     one core call, on the scheduler's own attributes, so ``state_dict`` and the attributes are torch's.
