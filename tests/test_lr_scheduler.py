@@ -1037,3 +1037,52 @@ def test_stepper_rejects_bad_programs() -> None:
     groups = [{"lr": 0.1}]
     assert st_.try_step(groups, 1) is True and groups[0]["lr"] == 1.0
 
+
+
+# ---- the core's shortcuts on Python objects must be invisible ----------------------------------------
+
+def test_floats_read_from_the_groups_never_change_under_the_reader() -> None:
+    """The core reuses a float LR object in place only when the group dict is its sole owner."""
+    o = make_opt({"lrs": [0.1, 0.2], "lr_type": "float", "opt": "sgd"})
+    s = ts.OneCycleLR(o, 0.5, total_steps=100)
+    for _ in range(3):
+        o.step()
+        s.step()
+    held_lr, held_m = o.param_groups[0]["lr"], o.param_groups[0]["momentum"]
+    values = (float(held_lr), float(held_m))
+    last = s.get_last_lr()
+    snapshot = list(last)
+    for _ in range(5):
+        o.step()
+        s.step()
+    assert (held_lr, held_m) == values  # still the values they had when read
+    assert last == snapshot
+    assert o.param_groups[0]["lr"] != held_lr  # while the group moved on
+
+
+def test_group_dict_changes_between_steps_are_seen() -> None:
+    """Edits anywhere in a group dict, swapped or replaced dicts: every one is honoured (as torch does)."""
+    sides = []
+    for M in (TORCH, OURS):
+        o = make_opt({"lrs": [0.1, 0.2, 0.3], "lr_type": "float", "opt": "sgd"})
+        sides.append((o, M.CosineAnnealingLR(o, 40, 1e-3), M.ExponentialLR(o, 0.99)))
+    for i in range(60):
+        for o, a, b in sides:
+            groups = o.param_groups
+            if i == 5:
+                groups[1]["weight_decay"] = 1e-4          # another key: the dict's version moves
+            if i == 9:
+                groups[0]["lr"] = 0.05                     # a new float object
+            if i == 13:
+                groups[0], groups[2] = groups[2], groups[0]  # same dicts, other positions
+            if i == 17:
+                o.param_groups[:] = [dict(g) for g in groups]  # new dicts, same contents
+            if i == 21:
+                groups = o.param_groups
+                groups[2]["lr"] = groups[2]["lr"] * 3     # an edit right after a step
+            o.step()
+            a.step()
+            b.step()
+        assert_same_groups(sides[0][0], sides[1][0], REL, 0.0, f"step {i}")
+        assert_same_scheduler(sides[0][1], sides[1][1], REL, 0.0, f"step {i}")
+        assert_same_scheduler(sides[0][2], sides[1][2], REL, 0.0, f"step {i}")

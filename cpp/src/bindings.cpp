@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -256,22 +257,41 @@ void intern_names() {
   s_clone = PyUnicode_InternFromString("clone");
 }
 
-// Stores v as d[key]. An exact float that only the dict references is invisible to everyone else, so
-// overwriting its value in place is indistinguishable from storing a new float, and saves the
-// allocation and the dict store (the float path's cost per group). Returns false with a Python error.
-inline bool store_float(PyObject* d, PyObject* key, PyObject* old, double v) {
+// Stores v as d[key] and returns the object d[key] now holds (borrowed; null with a Python error). An
+// exact float that only the dict references is invisible to everyone else, so overwriting its value in
+// place is indistinguishable from storing a new float, and saves the allocation and the dict store
+// (the float path's cost per group).
+inline PyObject* store_float(PyObject* d, PyObject* key, PyObject* old, double v) {
 #if !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API)
   if (old != nullptr && PyFloat_CheckExact(old) && Py_REFCNT(old) == 1) {
     reinterpret_cast<PyFloatObject*>(old)->ob_fval = v;
-    return true;
+    return old;
   }
 #endif
   PyObject* f = PyFloat_FromDouble(v);
-  if (f == nullptr) return false;
+  if (f == nullptr) return nullptr;
   int rc = PyDict_SetItem(d, key, f);
-  Py_DECREF(f);
-  return rc == 0;
+  Py_DECREF(f);  // the dict holds it now
+  return rc == 0 ? f : nullptr;
 }
+
+// PEP 509's dict version (CPython 3.10 to 3.13): a globally unique value that changes whenever the dict
+// is modified. A group dict whose version is what it was after our last store still holds the objects
+// we saw then, so its entries need no lookup. Elsewhere every step looks the entries up.
+#if !defined(Py_LIMITED_API) && !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030E0000
+#define TS_DICT_VERSION 1
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+inline uint64_t dict_version(PyObject* d) { return reinterpret_cast<PyDictObject*>(d)->ma_version_tag; }
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#else
+#define TS_DICT_VERSION 0
+inline uint64_t dict_version(PyObject*) { return 0; }
+#endif
 
 // Per-group parameters of the split torch rules: every other parameter must agree across groups for
 // their shared terms to be computed once.
@@ -316,6 +336,8 @@ class Stepper {
     ins_.assign(G, 0.0);
     objs_.assign(G, nullptr);
     mobjs_.assign(G, nullptr);
+    seen_dict_.assign(G, nullptr);
+    seen_ver_.assign(G, 0);
   }
 
   int64_t groups() const { return static_cast<int64_t>(roots_.size()); }
@@ -329,7 +351,7 @@ class Stepper {
     if (!mfns_.empty()) muniform_ = false;
   }
 
-  void bind_floats() { storage_ = kFloats; views_ = py::tuple(); ptr_ = 0; }
+  void bind_floats() { storage_ = kFloats; views_ = py::tuple(); ptr_ = 0; forget_dicts(); }
   void bind_buffer(py::tuple views, std::uintptr_t ptr, int32_t dtype) {
     check_dtype(dtype);
     if (static_cast<int64_t>(views.size()) != groups())
@@ -337,8 +359,9 @@ class Stepper {
                                   " groups");
     if (ptr == 0) throw std::invalid_argument("the LR buffer pointer is null");
     storage_ = kBuffer; views_ = std::move(views); ptr_ = ptr; dtype_ = dtype;
+    forget_dicts();
   }
-  void unbind() { storage_ = kNone; views_ = py::tuple(); ptr_ = 0; }
+  void unbind() { storage_ = kNone; views_ = py::tuple(); ptr_ = 0; forget_dicts(); }
   int storage() const { return storage_; }
 
   // Phase 1, no Python code runs: can this step be stored in place? Collects the previous LRs.
@@ -349,6 +372,15 @@ class Stepper {
     for (Py_ssize_t g = 0; g < G; ++g) {
       PyObject* d = PyList_GET_ITEM(groups, g);
       if (!PyDict_CheckExact(d)) return false;
+      if (TS_DICT_VERSION && d == seen_dict_[g] && dict_version(d) == seen_ver_[g]) {
+        // unchanged since our last store: objs_[g] / mobjs_[g] are still its entries, checked then
+        if (storage_ == kFloats) {
+          PyObject* v = objs_[g];
+          prev_[g] = PyFloat_Check(v) ? PyFloat_AS_DOUBLE(v) : PyLong_AsDouble(v);
+        }
+        continue;
+      }
+      seen_dict_[g] = nullptr;
       PyObject* v = PyDict_GetItemWithError(d, s_lr);
       if (v == nullptr) { PyErr_Clear(); return false; }
       if (storage_ == kFloats) {
@@ -391,6 +423,7 @@ class Stepper {
     if (!evaluate_lrs(t, t_obj, u, prev_.data(), vals_.data(), &unchanged)) return false;
     if (!mroots_.empty() && !evaluate_momentum(t, t_obj, u, mvals_.data())) return false;
     const bool relookup = !fns_.empty() || !mfns_.empty();  // Python ran since ready()
+    if (relookup) forget_dicts();
     if (!unchanged) {
       if (storage_ == kFloats) {
         for (Py_ssize_t g = 0; g < G; ++g) {
@@ -400,7 +433,8 @@ class Stepper {
             old = PyDict_GetItemWithError(d, s_lr);
             if (old == nullptr && PyErr_Occurred()) return false;
           }
-          if (!store_float(d, s_lr, old, vals_[g])) return false;
+          objs_[g] = store_float(d, s_lr, old, vals_[g]);
+          if (objs_[g] == nullptr) return false;
         }
       } else if (dtype_ == DT_FLOAT32) {
         float* buf = reinterpret_cast<float*>(ptr_);
@@ -412,9 +446,19 @@ class Stepper {
     }
     if (!mroots_.empty() && !store_momentum(groups, relookup)) return false;
     std::memcpy(mirror_.data(), vals_.data(), sizeof(double) * static_cast<size_t>(G));
+    if (TS_DICT_VERSION && !relookup) {
+      // every group's entries are what objs_ / mobjs_ hold now: remember each dict's version
+      for (Py_ssize_t g = 0; g < G; ++g) {
+        PyObject* d = PyList_GET_ITEM(groups, g);
+        seen_dict_[g] = d;
+        seen_ver_[g] = dict_version(d);
+      }
+    }
     fresh_ = true;
     return true;
   }
+
+  void forget_dicts() { std::fill(seen_dict_.begin(), seen_dict_.end(), nullptr); }
 
   bool try_step(py::object groups, py::object t_obj, double u) {
     const double t = number(t_obj.ptr(), "t");
@@ -577,7 +621,8 @@ class Stepper {
           old = PyDict_GetItemWithError(d, s_momentum);
           if (old == nullptr && PyErr_Occurred()) return false;
         }
-        if (!store_float(d, s_momentum, old, mvals_[g])) return false;
+        mobjs_[g] = store_float(d, s_momentum, old, mvals_[g]);
+        if (mobjs_[g] == nullptr) return false;
         continue;
       }
       // betas = (momentum, *betas[1:]): a new tuple, as torch stores
@@ -600,8 +645,9 @@ class Stepper {
       }
       Py_DECREF(seq);
       int rc = PyDict_SetItem(d, s_betas, fresh);
-      Py_DECREF(fresh);
+      Py_DECREF(fresh);  // the dict holds it now
       if (rc != 0) return false;
+      mobjs_[g] = fresh;
     }
     return true;
   }
@@ -619,7 +665,11 @@ class Stepper {
   std::uintptr_t ptr_ = 0;
   int32_t dtype_ = DT_FLOAT64;
   std::vector<double> mirror_, vals_, mvals_, prev_, ins_;
-  std::vector<PyObject*> objs_, mobjs_;  // borrowed, valid from ready() to the store when no Python code ran
+  // Borrowed entries of each group dict: lr (floats) and momentum / betas. Valid from ready() to the
+  // store when no Python code ran in between, and across steps while the dict's version is seen_ver_.
+  std::vector<PyObject*> objs_, mobjs_;
+  std::vector<PyObject*> seen_dict_;  // compared, never dereferenced unless equal to the live dict
+  std::vector<uint64_t> seen_ver_;
 };
 
 Stepper* stepper_of(PyObject* obj) {
