@@ -38,7 +38,7 @@ TORCH = SimpleNamespace(**{name: getattr(tl, name) for name in tl.__all__}, SWAL
 OURS = ts
 STEPS = 300
 REL = 1e-12
-EXAMPLES = 12  # per class; each example runs 300 steps of four schedulers (two per side)
+EXAMPLES = 20  # per class; each example runs 300 steps of up to four schedulers (two per side)
 
 CLASS_NAMES = ["LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
                "ExponentialLR", "SequentialLR", "PolynomialLR", "CosineAnnealingLR", "ChainedScheduler",
@@ -395,16 +395,17 @@ def cyclic_args(draw: Any, cfg: dict[str, Any]) -> dict[str, Any]:
 @given(cfg=configs(), data=st.data())
 def test_cycliclr(cfg: dict[str, Any], data: Any) -> None:
     kw = data.draw(cyclic_args(cfg))
-    run_pair(cfg, lambda M, o: M.CyclicLR(o, **kw))
+    run_pair(cfg, lambda M, o: M.CyclicLR(o, **kw), companion=data.draw(companion_strategy()))
 
 
 @hyp
 @given(cfg=configs(), T_0=st.integers(1, 60), T_mult=st.integers(1, 3), eta_min=st.sampled_from([0.0, 1e-3]),
-       epochs=st.one_of(st.none(), st.lists(st.sampled_from([0, 1, 2.5, 7, 30.25, 100]), min_size=1, max_size=5)))
+       epochs=st.one_of(st.none(), st.lists(st.sampled_from([0, 1, 2.5, 7, 30.25, 100]), min_size=1, max_size=5)),
+       companion=companion_strategy())
 def test_cosineannealingwarmrestarts(cfg: dict[str, Any], T_0: int, T_mult: int, eta_min: float,
-                                     epochs: list[float] | None) -> None:
+                                     epochs: list[float] | None, companion: Any) -> None:
     if epochs is None:
-        run_pair(cfg, lambda M, o: M.CosineAnnealingWarmRestarts(o, T_0, T_mult, eta_min))
+        run_pair(cfg, lambda M, o: M.CosineAnnealingWarmRestarts(o, T_0, T_mult, eta_min), companion=companion)
         return
     # step(epoch) with fractional epochs (the per-batch idiom), interleaved with plain steps
     rel, abs_ = tol_for(cfg)
@@ -438,7 +439,7 @@ def test_onecyclelr(cfg: dict[str, Any], data: Any) -> None:
         kw["total_steps"] = total
     else:
         kw["epochs"], kw["steps_per_epoch"] = 10, total // 10 + 1
-    run_pair(cfg, lambda M, o: M.OneCycleLR(o, **kw))
+    run_pair(cfg, lambda M, o: M.OneCycleLR(o, **kw), companion=data.draw(companion_strategy()))
 
 
 @hyp
@@ -495,7 +496,7 @@ def test_reducelronplateau(cfg: dict[str, Any], data: Any) -> None:
     metrics = data.draw(st.lists(st.sampled_from([1.0, 0.9, 0.99, 0.5, 2.0, 0.999]), min_size=1, max_size=40))
     as_tensor = data.draw(st.booleans())
     ms: list[Any] = [torch.tensor(m) for m in metrics] if as_tensor else metrics
-    run_pair(cfg, lambda M, o: M.ReduceLROnPlateau(o, **kw), metrics=ms)
+    run_pair(cfg, lambda M, o: M.ReduceLROnPlateau(o, **kw), metrics=ms, companion=data.draw(companion_strategy()))
 
 
 # ---- float32 LR tensors: float32 precision ----------------------------------------------------------
@@ -1086,3 +1087,20 @@ def test_group_dict_changes_between_steps_are_seen() -> None:
         assert_same_groups(sides[0][0], sides[1][0], REL, 0.0, f"step {i}")
         assert_same_scheduler(sides[0][1], sides[1][1], REL, 0.0, f"step {i}")
         assert_same_scheduler(sides[0][2], sides[1][2], REL, 0.0, f"step {i}")
+
+
+def test_last_lr_survives_a_rebuild_before_it_is_read() -> None:
+    """get_last_lr() is built lazily from the engine; recompiling or rebinding first must not lose it."""
+    for lr_type in ("float", "f64"):
+        sides = []
+        for M in (TORCH, OURS):
+            o = make_opt({"lrs": [0.1, 0.2], "lr_type": lr_type, "opt": "sgd"})
+            s = M.StepLR(o, 2, 0.5)
+            for _ in range(5):
+                o.step()
+                s.step()
+            s.gamma = 0.25          # recompiles before the next step...
+            s.get_lr()              # ...which get_lr() triggers now
+            o.param_groups[0]["lr"] = o.param_groups[0]["lr"] * 1.0 if lr_type == "float" else torch.tensor(0.3, dtype=torch.float64)
+            sides.append(s)
+        assert [float(x) for x in sides[0].get_last_lr()] == [float(x) for x in sides[1].get_last_lr()]

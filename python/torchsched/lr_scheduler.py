@@ -358,7 +358,6 @@ class _Core(_LastLR):
 
     __slots__ = ("_ts_stale", "_ts_closed", "_ts_dtype", "_ts_core", "_ts_fast")
 
-
     _ts_live: tuple[str, ...] = ("base_lrs",)
     _ts_has_closed = False       # torch's class has _get_closed_form_lr
     _ts_momentum = False         # the rule also cycles momentum / beta1
@@ -408,7 +407,15 @@ class _Core(_LastLR):
         if ts is not None:
             ts.fast_ok = False
 
+    def _ts_settle(self) -> None:
+        """Builds a pending _last_lr from the engine before the engine or its binding is replaced."""
+        ts = self._ts
+        if ts is not None and ts.fresh:
+            ts.fresh = False
+            self._ts_last = self._ts_materialize()
+
     def _ts_prepare(self) -> None:
+        self._ts_settle()
         self._ts_core = bool(getattr(type(self).get_lr, "_ts_core", False))
         self._ts_stale = False
         self._ts_closed = None
@@ -423,6 +430,7 @@ class _Core(_LastLR):
         self._ts_bind(groups)
 
     def _ts_bind(self, groups: list[dict[str, Any]]) -> None:
+        self._ts_settle()
         ts = self._ts
         lrs = [g["lr"] for g in groups]
         self._ts_dtype = None
