@@ -277,6 +277,9 @@ class _LastLR(LRScheduler):
     step. ``state_dict`` carries it exactly as torch's does."""
 
     __slots__ = ("_ts", "_ts_last", "_ts_src")
+    _ts: Any                    # the engine (a _core.Stepper) or None
+    _ts_last: list[Any] | None  # _last_lr once built
+    _ts_src: Any                # a scheduler whose get_last_lr() is ours once read
     _ts_src_copy = False  # copy the source scheduler's list (ChainedScheduler) or share it (SequentialLR)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -357,6 +360,13 @@ class _Core(_LastLR):
     """The machinery shared by the classes whose rule runs in the core."""
 
     __slots__ = ("_ts_stale", "_ts_closed", "_ts_dtype", "_ts_core", "_ts_fast")
+    _ts_stale: bool   # recompile before the next step
+    _ts_closed: Any   # the closed-form engine, built on first use
+    _ts_dtype: Any    # the LR buffer's dtype, None for Python floats
+    _ts_core: bool    # get_lr is ours (a subclass overriding it runs torch's Python path)
+    _ts_fast: bool    # the C-level step may run this configuration
+    cycle_momentum: bool  # CyclicLR / OneCycleLR (torch's attributes)
+    use_beta1: bool
 
     _ts_live: tuple[str, ...] = ("base_lrs",)
     _ts_has_closed = False       # torch's class has _get_closed_form_lr
