@@ -1104,3 +1104,43 @@ def test_last_lr_survives_a_rebuild_before_it_is_read() -> None:
             o.param_groups[0]["lr"] = o.param_groups[0]["lr"] * 1.0 if lr_type == "float" else torch.tensor(0.3, dtype=torch.float64)
             sides.append(s)
         assert [float(x) for x in sides[0].get_last_lr()] == [float(x) for x in sides[1].get_last_lr()]
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL_BUILDERS) - {"ReduceLROnPlateau"}))
+def test_mixed_lr_types_take_the_per_group_path(name: str) -> None:
+    """Floats next to tensors, or float32 next to float64 tensors: no shared buffer; torch's numbers."""
+    def make_mixed() -> Any:
+        params = [torch.nn.Parameter(torch.ones(1)) for _ in range(3)]
+        lrs = [0.1, torch.tensor(0.2, dtype=torch.float64), torch.tensor(0.3, dtype=torch.float32)]
+        return torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=0.1, momentum=0.9)
+
+    sides = []
+    for M in (TORCH, OURS):
+        o = make_mixed()
+        sides.append((o, ALL_BUILDERS[name](M, o)))
+    for i in range(80):
+        for o, s in sides:
+            o.step()
+            s.step()
+        assert_same_groups(sides[0][0], sides[1][0], 1e-5, 1e-7, f"{name} step {i}")  # a float32 group
+        assert_same_scheduler(sides[0][1], sides[1][1], 1e-5, 1e-7, f"{name} step {i}")
+    lr = sides[1][0].param_groups
+    assert type(lr[0]["lr"]) is float and lr[1]["lr"].dtype == torch.float64 and lr[2]["lr"].dtype == torch.float32
+
+
+def test_a_shared_default_lr_tensor_becomes_one_tensor_per_group() -> None:
+    """torch's lr= default tensor is one object shared by every group: each group gets its own view."""
+    sides = []
+    for M in (TORCH, OURS):
+        params = [torch.nn.Parameter(torch.ones(1)) for _ in range(3)]
+        o = torch.optim.SGD([{"params": [p]} for p in params], lr=torch.tensor(0.1, dtype=torch.float64))
+        assert o.param_groups[0]["lr"] is o.param_groups[2]["lr"]
+        sides.append((o, M.CosineAnnealingLR(o, 25)))
+    ours = sides[1][0].param_groups
+    assert len({id(g["lr"]) for g in ours}) == 3 and ours[0]["lr"]._base is ours[2]["lr"]._base
+    for i in range(60):
+        for o, s in sides:
+            o.step()
+            s.step()
+        assert_same_groups(sides[0][0], sides[1][0], REL, 0.0, f"step {i}")
+        assert_same_scheduler(sides[0][1], sides[1][1], REL, 0.0, f"step {i}")
