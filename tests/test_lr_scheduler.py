@@ -1059,6 +1059,12 @@ def test_floats_read_from_the_groups_never_change_under_the_reader() -> None:
     assert (held_lr, held_m) == values  # still the values they had when read
     assert last == snapshot
     assert o.param_groups[0]["lr"] != held_lr  # while the group moved on
+    saved = o.state_dict()["param_groups"]  # shares the groups' float objects
+    before = [(g["lr"], g["momentum"]) for g in saved]
+    o.step()
+    s.step()
+    assert [(g["lr"], g["momentum"]) for g in saved] == before
+    assert [g["lr"] for g in o.param_groups] != [lr for lr, _ in before]
 
 
 def test_group_dict_changes_between_steps_are_seen() -> None:
