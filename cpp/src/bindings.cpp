@@ -262,7 +262,7 @@ void intern_names() {
 // place is indistinguishable from storing a new float, and saves the allocation and the dict store
 // (the float path's cost per group).
 inline PyObject* store_float(PyObject* d, PyObject* key, PyObject* old, double v) {
-#if !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API)
+#if !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API) && PY_VERSION_HEX < 0x030E0000
   if (old != nullptr && PyFloat_CheckExact(old) && Py_REFCNT(old) == 1) {
     reinterpret_cast<PyFloatObject*>(old)->ob_fval = v;
     return old;
@@ -275,10 +275,11 @@ inline PyObject* store_float(PyObject* d, PyObject* key, PyObject* old, double v
   return rc == 0 ? f : nullptr;
 }
 
-// PEP 509's dict version (CPython 3.10 to 3.13): a globally unique value that changes whenever the dict
-// is modified. A group dict whose version is what it was after our last store still holds the objects
-// we saw then, so its entries need no lookup. Elsewhere every step looks the entries up.
-#if !defined(Py_LIMITED_API) && !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030E0000
+// PEP 509's dict version: a globally unique value that changes whenever the dict is modified. A group
+// dict whose version is what it was after our last store still holds the objects we saw then, so its
+// entries need no lookup. Used only on CPython 3.10 and 3.11, where PEP 509 holds as written (3.12
+// deprecated the field and repurposed its low bits); elsewhere every step looks the entries up.
+#if !defined(Py_LIMITED_API) && !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030C0000
 #define TS_DICT_VERSION 1
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
