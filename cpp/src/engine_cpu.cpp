@@ -145,13 +145,8 @@ void parallel_chunks(int64_t n, Body body) {
 void evaluate_steps(const Op* ops, const double* aux, int32_t root, const int64_t* steps, int64_t n,
                     double prev, double* out) {
   const Ctx ctx{prev};
-  const bool leaf = is_leaf(ops[root].code);  // common case: skip the walker's frame bookkeeping
   parallel_chunks(n, [=](int64_t begin, int64_t end) {
-    if (leaf) {
-      for (int64_t k = begin; k < end; ++k) out[k] = eval_leaf(ops[root], aux, static_cast<double>(steps[k]), ctx);
-    } else {
-      for (int64_t k = begin; k < end; ++k) out[k] = evaluate(ops, aux, root, static_cast<double>(steps[k]), ctx);
-    }
+    for (int64_t k = begin; k < end; ++k) out[k] = evaluate(ops, aux, root, static_cast<double>(steps[k]), ctx);
   });
   for (int64_t k = 0; k < n; ++k)
     if (!std::isfinite(out[k]))

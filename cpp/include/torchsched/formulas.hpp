@@ -493,7 +493,7 @@ TS_HD double eval_leaf(const Op& op, const double* aux, double t, const Ctx& ctx
 // Walks the program rooted at `root` once, without recursion: the value is the product of the leaves
 // it reaches, each on its own clock. Product visits every child; sequence and shift visit one child on
 // a shifted clock, and a frame remembers where to resume and which clock to restore.
-TS_HD double evaluate(const Op* ops, const double* aux, int32_t root, double t, const Ctx& ctx) {
+TS_HD double evaluate_tree(const Op* ops, const double* aux, int32_t root, double t, const Ctx& ctx) {
   int32_t resume_at[kMaxDepth], jump_to[kMaxDepth];
   double saved_t[kMaxDepth];
   int depth = 0;
@@ -530,6 +530,21 @@ TS_HD double evaluate(const Op* ops, const double* aux, int32_t root, double t, 
     }
   }
   return acc;
+}
+
+// The program's value at t. The two commonest shapes, a bare family and a sequence whose current piece
+// is a family (warmup >> decay), skip the general walker and its frames.
+TS_HD double evaluate(const Op* ops, const double* aux, int32_t root, double t, const Ctx& ctx) {
+  const Op& op = ops[root];
+  if (op.code < OP_LEAF_END) return eval_leaf(op, aux, t, ctx);
+  if (op.code == OP_SEQUENCE) {
+    int32_t k = count_passed(aux + op.a, op.b - 1, t, false);
+    int32_t child = root + 1;
+    for (int32_t c = 0; c < k; ++c) child += ops[child].size;
+    if (ops[child].code < OP_LEAF_END)
+      return eval_leaf(ops[child], aux, (k > 0) ? t - aux[op.a + k - 1] : t, ctx);
+  }
+  return evaluate_tree(ops, aux, root, t, ctx);
 }
 
 // ---- ReduceLROnPlateau: the one metric-driven rule; state lives beside the step counter ---------
