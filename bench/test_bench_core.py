@@ -23,7 +23,7 @@ import pytest
 
 from torchsched import schedules as S
 
-TARGET_VALUES = 100.0
+TARGET_VALUES = 100.0  # the issue's target; not reached on this machine (see test_gate_values_ratio)
 VALUES_FLOOR = 15.0
 # The issue sets no number for advance(); 20x at 10^4 groups is ours (one C++ loop against a Python
 # loop over groups), gated at half.
@@ -110,7 +110,7 @@ def test_gate_values_ratio() -> None:
     composed_s = _best(lambda: [_composed(t) for t in range(TOTAL)], repeat=2)
     fused_s = _best(lambda: [_fused(t) for t in range(TOTAL)], repeat=2)
     core_s = _best(lambda: sched.values(range(TOTAL)), repeat=5)
-    ratio = _report("values() 10^6 steps vs composed Python", composed_s, core_s)
+    ratio = _report(f"values() 10^6 steps vs composed Python (target {TARGET_VALUES:.0f}x)", composed_s, core_s)
     fused_ratio = _report("values() 10^6 steps vs hand-fused Python", fused_s, core_s)
     # Below target: a warmup-then-cosine costs one libm cos (~8 ns here) per step, and Python 3.11 runs the
     # composed closures in ~0.35 us, which caps this family near 35x on two cores. The gate holds the
