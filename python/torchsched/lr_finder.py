@@ -66,6 +66,7 @@ import numpy as np
 
 from . import schedules as _schedules
 from ._engine import Engine
+from .schedules import _number as _real  # one real-number check for the package
 
 __all__ = ["find_lr", "LRFinderResult", "SUGGESTIONS", "DEFAULT_CHECK_EVERY"]
 
@@ -78,13 +79,6 @@ SUGGESTIONS = ("steepest", "valley", "minimum/10")
 
 # ---- argument checks ---------------------------------------------------------------------------------
 
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
 
 
 def _int(name: str, value: Any, minimum: int) -> int:

@@ -21,7 +21,6 @@ and the full dotted name) and module types.
 from __future__ import annotations
 
 import fnmatch
-import math
 import numbers
 from typing import Any, Callable, Iterable
 
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from .optim import MULTIPLIER_KEY
+from .schedules import _number as _real  # one real-number check for the package
 
 __all__ = ["param_groups", "layer_depths", "NORM_LAYERS"]
 
@@ -170,10 +170,3 @@ def param_groups(model: nn.Module, *, lr: float, layer_decay: float | None = Non
     return groups
 
 
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    f = float(value)
-    if not math.isfinite(f):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return f
