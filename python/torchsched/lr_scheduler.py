@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import warnings
+import weakref
 from bisect import bisect_right
 from typing import Any, Callable, Sequence
 
@@ -87,6 +89,7 @@ _PIECEWISE_CONST = 2
 _T_STEP, _T_MULTISTEP, _T_CONSTANT, _T_LINEAR, _T_EXPONENTIAL, _T_POLYNOMIAL, _T_COSINE, _T_SWA = range(20, 28)
 (_T_INPUT, _T_STEP_CLOSED, _T_CONSTANT_CLOSED, _T_LINEAR_CLOSED, _T_EXPONENTIAL_CLOSED, _T_POLYNOMIAL_CLOSED,
  _T_COSINE_CLOSED, _T_CYCLIC, _T_ONE_CYCLE) = range(28, 37)
+_SEQUENCE = 42
 
 _VALUE, _SCALE, _PREV = 0, 1, 2          # Stepper combine: lr = v, base * v, prev * v
 _NO_MOMENTUM, _MOMENTUM, _BETAS = 0, 1, 2
@@ -147,15 +150,22 @@ def _compile(leaves: Sequence[Any], mleaves: Sequence[Any]) -> tuple[_core.Progr
     return builder.program(), roots, mroots
 
 
-def _make_engine(spec: _Spec, device: torch.device | None) -> _core.Stepper:
+def _make_engine(spec: _Spec, device: torch.device | None, groups: Sequence[dict[str, Any]] | None = None,
+                 owner: Any = None) -> Any:
     """Builds the engine that steps one scheduler's groups: the single place a device engine plugs in.
 
-    ``device`` is where the optimizer's params live. Today every device gets the host engine: it stores
-    Python float LRs (which any device's optimizer reads) and CPU LR tensors in place; LR tensors on a
-    GPU take the per-group path. A CUDA engine exposing the same interface (``try_step``, ``compute``,
-    ``compute_momentum``, ``bind_buffer``, ``lrs``, ``fresh``) can be returned here for CUDA params.
+    ``device`` is where the optimizer's params live. The host engine (a ``_core.Stepper``) stores Python
+    float LRs (which any device's optimizer reads) and CPU LR tensors in place. With ``groups`` and
+    ``owner`` (the scheduler), groups whose LRs are all tensors on one CUDA device get a
+    :class:`_CudaStepper` instead when the scheduler's arithmetic is a pure core program (see
+    :func:`_cuda_spec_ok`); everything else keeps the host engine (LR tensors on a GPU then take the
+    per-group path).
     """
-    del device  # one engine for now; see the docstring
+    if groups is not None and owner is not None:
+        target = _cuda_lr_target([g["lr"] for g in groups]) if _cuda_spec_ok(spec) else None
+        if target is not None and _cuda_build_ok():
+            return _CudaStepper.build(owner, spec, groups, *target)
+    del device  # the host engine serves every other case
     program, roots, mroots = _compile(spec.leaves, spec.mleaves)
     stepper = _core.Stepper(program, np.asarray(roots, dtype=np.int32), np.asarray(spec.scale, dtype=np.float64),
                             spec.combine, np.asarray(mroots, dtype=np.int32), spec.mom_key)
@@ -230,6 +240,214 @@ def _like(reference: Any, value: float) -> Any:
     if isinstance(reference, Tensor):
         return torch.full((), value, dtype=reference.dtype, device=reference.device)
     return value
+
+
+# ---- the CUDA path -----------------------------------------------------------------------------------
+
+_CUDA_FALLBACK_WARNED = False
+
+
+def _cuda_lr_target(lrs: Sequence[Any]) -> tuple[torch.device, Any] | None:
+    """(device, dtype) when every LR is a one-element float32/float64 tensor on one CUDA device that does not
+    require grad (what the CUDA engine can own); None otherwise (floats, CPU tensors, mixed devices or
+    dtypes, ...), which keeps the host engine."""
+    if not lrs:
+        return None
+    first = lrs[0]
+    if not isinstance(first, Tensor):
+        return None
+    device, dtype = first.device, first.dtype
+    if device.type != "cuda" or dtype not in _BUFFER_DTYPES:
+        return None
+    for v in lrs:
+        if (not isinstance(v, Tensor) or v.device != device or v.dtype != dtype or v.requires_grad
+                or v.numel() != 1):
+            return None
+    return device, dtype
+
+
+def _cuda_spec_ok(spec: _Spec) -> bool:
+    """A pure core program the CUDA engine can run: no Python callables, no momentum cycling (written to
+    the group dicts as floats), no ``prev * v`` combination, and no hazard configuration (those raise
+    torch's errors on the host path)."""
+    return (spec.fns is None and spec.mfns is None and not spec.mleaves and spec.combine != _PREV
+            and spec.fast)
+
+
+def _cuda_build_ok() -> bool:
+    """The compiled core has its CUDA engine and sees the GPU; otherwise warn once and keep the host path."""
+    global _CUDA_FALLBACK_WARNED
+    if _core.built_with_cuda() and _core.cuda_available():
+        return True
+    if not _CUDA_FALLBACK_WARNED:
+        _CUDA_FALLBACK_WARNED = True
+        from ._cuda import REBUILD_HINT
+        warnings.warn("LR tensors on a CUDA device, but torchsched's core cannot run its CUDA engine: the "
+                      "schedulers take the per-group path (a host sync per group and step). " + REBUILD_HINT,
+                      RuntimeWarning, stacklevel=4)
+    return False
+
+
+_GET_LR = operator.itemgetter("lr")
+
+
+def _locate_clock(ts: Any, t: Any, u: float) -> int | None:
+    """The engine step for the scheduler clock ``t``: t itself when it is an integer >= 0, else None."""
+    try:
+        v = float(t)
+    except (TypeError, ValueError):
+        return None
+    if 0.0 <= v < 9007199254740992.0 and v == math.floor(v):
+        return int(v)
+    return None
+
+
+def _device_lrs(groups: Sequence[dict[str, Any]]) -> list[float]:
+    """The groups' LRs read from the device: one host sync (only when a CUDA engine is built or rebuilt)."""
+    with torch.no_grad():
+        stacked = torch.stack([g["lr"].detach().reshape(()).to(torch.float64) for g in groups])
+    return [float(v) for v in stacked.cpu().tolist()]
+
+
+class _CudaStepper:
+    """The scheduler's groups driven by a :class:`torchsched._cuda.CudaEngine`, with the interface
+    ``_Core`` uses of a ``_core.Stepper`` (``groups``, ``fresh``, ``fast_ok``, ``lrs``, ``compute``).
+
+    Each group's ``"lr"`` is a 0-d view into the engine's LR buffer; a step on the scheduler's clock is one
+    ``engine.advance()`` launch (no sync); ``lrs()`` is the engine's float64 host mirror. ``fast_ok`` stays
+    False, so the C-level ``step()`` hands every step to ``_Core._ts_step``. The device reads the previous LR
+    of chainable rules from its own float64 mirror (``read_prev=False``), so device and host mirror repeat
+    the same arithmetic: an in-place edit of an LR tensor (``fill_``) is not seen.
+
+    ``host`` is the host engine on the scheduler's own program, for ``compute`` (``get_lr()``) and for the
+    clocks the device program cannot represent (a fractional epoch), which are computed on the host and
+    copied to the device asynchronously from pinned memory (no sync).
+    """
+
+    __slots__ = ("engine", "host", "views", "groups", "fresh", "fast_ok", "aligned", "chainable", "locate",
+                 "__weakref__")
+
+    _live: weakref.WeakValueDictionary[int, _CudaStepper] = weakref.WeakValueDictionary()
+
+    def __init__(self, program: Any, roots: Sequence[int], scale: Sequence[float], locate: Any, device: torch.device,
+                 dtype: Any, lrs: Sequence[float], host: Any) -> None:
+        from ._cuda import _CHAINABLE_CODES, CudaEngine
+        from ._program import OP_DTYPE
+
+        codes = np.frombuffer(program.op_bytes(), dtype=OP_DTYPE)["code"]
+        self.chainable = bool(np.isin(codes, list(_CHAINABLE_CODES)).any())
+        self.engine = CudaEngine.from_program(program, roots, scale, device=device, step=0, dtype=dtype,
+                                              read_prev=False, initial_lrs=lrs)
+        self.views = tuple(self.engine.lr_tensors())
+        self.host = host
+        self.groups = len(self.views)
+        self.fresh = False
+        self.fast_ok = False
+        self.locate = locate
+        # The constructor wrote f(0) from the given LRs; the LRs themselves are the state until the first step.
+        self._put(0, lrs)
+        self.aligned = False  # the engine's step is the scheduler clock of the LRs it holds
+        _CudaStepper._live[id(self.views[0])] = self
+
+    @classmethod
+    def build(cls, owner: Any, spec: _Spec, groups: Sequence[dict[str, Any]], device: torch.device,
+              dtype: Any) -> Any:
+        made = owner._ts_cuda_program(spec, groups)
+        if made is None:
+            return _make_engine(spec, device)
+        program, roots, scale, locate = made
+        previous = owner._ts
+        if isinstance(previous, _CudaStepper) and previous.holds(groups):
+            lrs = previous.lrs()  # our own views: the float64 mirror, no sync
+        else:
+            lrs = _device_lrs(groups)
+        stepper = cls(program, roots, scale, locate, device, dtype, lrs, _make_engine(spec, device))
+        stepper.install(groups)
+        return stepper
+
+    @staticmethod
+    def holding(groups: Sequence[dict[str, Any]]) -> _CudaStepper | None:
+        """The live stepper whose views every group holds, if any."""
+        if not groups:
+            return None
+        lr0 = groups[0].get("lr")
+        st = _CudaStepper._live.get(id(lr0))
+        if st is not None and st.views[0] is lr0 and st.holds(groups):
+            return st
+        return None
+
+    # ---- groups
+    def holds(self, groups: Sequence[dict[str, Any]]) -> bool:
+        views = self.views
+        return len(groups) == len(views) and all(map(operator.is_, map(_GET_LR, groups), views))
+
+    def install(self, groups: Sequence[dict[str, Any]]) -> None:
+        for group, view in zip(groups, self.views, strict=True):
+            group["lr"] = view
+
+    def adopt(self, other: _CudaStepper) -> None:
+        """Takes the LRs another stepper wrote (a compounding scheduler on the same optimizer) as ours:
+        device to device copies and the other's host mirror; no sync."""
+        eng, src = self.engine, other.engine
+        with torch.cuda.device(eng.device):
+            eng.device_mirror.copy_(src.device_mirror)
+            eng.lr_buffer.copy_(src.lr_buffer)
+        lrs = np.asarray(other.lrs(), dtype=np.float64)
+        host = eng._host
+        host.load(host.step, lrs, lrs.astype(host.shadow.dtype))
+        self.aligned = False
+
+    # ---- steps
+    def _put(self, step: int, values: Sequence[float]) -> None:
+        """Makes (step, values) the engine's state on the host and, with one asynchronous copy from pinned
+        memory on the current stream, on the device (no sync)."""
+        eng = self.engine
+        if torch.cuda.is_current_stream_capturing():
+            raise RuntimeError("this scheduler step copies LRs from the host, which cannot be captured in a CUDA "
+                               "graph; capture torchsched.wrap() steps instead")
+        vals = np.asarray(values, dtype=np.float64)
+        raw = eng._layout.pack(int(step), vals, vals)
+        staging = torch.empty(raw.size, dtype=torch.uint8, pin_memory=True)
+        staging.numpy()[:] = raw
+        with torch.cuda.device(eng.device):
+            eng._state.copy_(staging, non_blocking=True)
+        host = eng._host
+        host.load(int(step), vals, vals.astype(host.shadow.dtype))
+
+    def step_to(self, t: Any, u: float = math.nan) -> None:
+        """The LRs of clock ``t``: one advance launch for the next step, a step set and a write for a jump,
+        a host computation copied over for a clock the engine cannot hold. No sync in any case."""
+        target = self.locate(self, t, u)
+        eng = self.engine
+        if target is None:
+            self._put(0, self.host.compute(t, self.lrs(), u))
+            self.aligned = False
+        elif self.aligned and target == eng.step + 1:
+            eng.advance()
+        else:
+            eng.step = target
+            self.aligned = True
+        self.fresh = True
+
+    def hold(self, t: Any, values: Sequence[float], u: float = math.nan) -> None:
+        """``values`` (computed on the host: a closed form, or the LRs kept) are the LRs of clock ``t``."""
+        target = self.locate(self, t, u)
+        self._put(0 if target is None else target, values)
+        self.aligned = target is not None
+        self.fresh = True
+
+    # ---- the Stepper interface _Core reads
+    def lrs(self) -> list[float]:
+        eng = self.engine
+        if eng.stale:  # a captured advance replayed out of Python's sight: one explicit copy
+            eng.resync()
+        return eng.lrs()
+
+    def compute(self, t: Any, prevs: Any = None, u: float = math.nan) -> list[float]:
+        return list(self.host.compute(t, prevs, u))
+
+    def compute_momentum(self, t: Any, u: float = math.nan) -> list[float]:
+        return list(self.host.compute_momentum(t, u))
 
 
 class _Live:
@@ -435,8 +653,14 @@ class _Core(_LastLR):
             return
         groups = self.optimizer.param_groups
         spec = self._ts_build(groups)
-        self._ts = _make_engine(spec, _params_device(self.optimizer))
+        ts = _make_engine(spec, _params_device(self.optimizer), groups, self)
+        self._ts = ts
         self._ts_fast = spec.fast
+        if type(ts) is _CudaStepper:
+            self._ts_dtype = None
+            if self._ts_has_closed:  # built now: base_lrs are device tensors, read once here
+                self._ts_closed = _make_engine(self._ts_build_closed(groups), None)
+            return
         self._ts_bind(groups)
 
     def _ts_bind(self, groups: list[dict[str, Any]]) -> None:
@@ -505,6 +729,8 @@ class _Core(_LastLR):
         if not self._ts_core:  # a subclass overrides get_lr: torch's Python path
             _tl.LRScheduler._update_lr(self, epoch)
             return
+        if type(self._ts) is _CudaStepper and self._ts_cuda_update(self._ts, epoch):
+            return
         if epoch is None:
             self.last_epoch += 1
             closed = False
@@ -533,6 +759,76 @@ class _Core(_LastLR):
             _store_momentum(groups, moms, self.use_beta1)
         self._last_lr = _group_lrs(groups)
         self._ts.fast_ok = self._ts_fast
+
+    # ---- the CUDA path (see _CudaStepper)
+    def _ts_cuda_program(self, spec: _Spec, groups: list[dict[str, Any]]) -> tuple[Any, list[int], list[float], Any] | None:
+        """(program, roots, scale, locate) for the CUDA engine, or None to keep the host engine. The default
+        is the scheduler's own program on its own clock."""
+        program, roots, _ = _compile(spec.leaves, ())
+        from ._program import OP_DTYPE
+        if (np.frombuffer(program.op_bytes(), dtype=OP_DTYPE)["code"] == _T_INPUT).any():
+            return None
+        if spec.combine == _SCALE:
+            scale = [float(v) for v in spec.scale]
+            if len(scale) != len(roots) or not all(math.isfinite(v) and v >= 0 for v in scale):
+                return None
+        else:
+            scale = [1.0] * len(roots)
+        return program, roots, scale, _locate_clock
+
+    def _ts_cuda_claim(self, ts: _CudaStepper, groups: list[dict[str, Any]], need_prev: bool) -> _CudaStepper | None:
+        """Makes the groups hold ``ts``'s views again when they hold something else: another torchsched
+        scheduler's views (compounding schedulers: its LRs are adopted with device copies), or tensors put
+        there by hand (taken over where the step does not read the previous LR). Otherwise rebuilds, which
+        reads the LRs from the device once; None when the rebuilt engine is the host one."""
+        if len(groups) == ts.groups:
+            other = _CudaStepper.holding(groups)
+            if other is not None and other.engine.device == ts.engine.device:
+                if need_prev:
+                    ts.adopt(other)
+                ts.install(groups)
+                return ts
+            if not need_prev and _cuda_lr_target([g["lr"] for g in groups]) is not None:
+                ts.install(groups)
+                return ts
+        self._ts_prepare()
+        ts = self._ts
+        return ts if type(ts) is _CudaStepper else None
+
+    def _ts_cuda_update(self, ts: _CudaStepper, epoch: Any) -> bool:
+        """_update_lr on the CUDA engine: one advance launch for the next step, no sync. False (with nothing
+        changed) when the groups no longer suit it and the rebuilt engine is the host one."""
+        saved = self.last_epoch
+        if epoch is None:
+            self.last_epoch += 1
+            closed = False
+        else:
+            self.last_epoch = epoch
+            closed = self._ts_has_closed
+        groups = self.optimizer.param_groups
+        values: list[float] | None = None
+        if closed or self._ts_closed_now():
+            values = self._ts_closed_values(self.last_epoch)
+            mode = 0
+        elif self._is_initial and self._ts_keep_initial(self.last_epoch):
+            mode = 1
+        else:
+            self._ts_check(self._ts_clock())
+            mode = 2
+        if not ts.holds(groups):
+            claimed = self._ts_cuda_claim(ts, groups, mode == 1 or (mode == 2 and ts.chainable))
+            if claimed is None:
+                self.last_epoch = saved
+                return False
+            ts = claimed
+        t = self._ts_clock()
+        if mode == 0:
+            ts.hold(t, values)  # type: ignore[arg-type]
+        elif mode == 1:
+            ts.hold(t, ts.lrs())
+        else:
+            ts.step_to(t)
+        return True
 
     def _ts_closed_values(self, t: Any) -> list[float]:
         self._ts_check_closed(t)
@@ -929,11 +1225,76 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
         groups = self.optimizer.param_groups
         if len(self.base_lrs) != len(groups):
             list(zip(groups, self.base_lrs, strict=True))  # torch's ValueError
+        ts = self._ts
+        if type(ts) is _CudaStepper and (ts.holds(groups) or self._ts_cuda_claim(ts, groups, False) is not None):
+            self._ts.step_to(self.T_cur, float(self.T_i))
+            return
         if self._ts_try(groups, self.T_cur, float(self.T_i)):
             return
         values = self._ts.compute(self.T_cur, None, float(self.T_i))
         _store(groups, values)
         self._last_lr = _group_lrs(groups)
+
+    def _ts_cuda_program(self, spec: _Spec, groups: list[dict[str, Any]]) -> tuple[Any, list[int], list[float], Any] | None:
+        """On the device the clock is a step counter, so the restarts are compiled in: a sequence of torch's
+        closed-form cosine, one piece per period (T_0, T_0 T_mult, ...), the engine step counting from the
+        start of the first period. T_mult > 1 needs at most 53 pieces to reach 2**53 steps; T_mult == 1
+        compiles 32 periods and goes back to the first one after the last (a step set: two launches, once
+        every 32 periods). torch's own expression, in torch's order, on (T_cur, T_i) as integers."""
+        T0, mult = self.T_0, self.T_mult
+        if not (isinstance(T0, int) and isinstance(mult, int) and T0 > 0 and mult >= 1):
+            return None
+        periods: list[int] = []
+        starts: list[int] = []
+        start = 0
+        limit = 2 ** 53
+        while True:
+            period = T0 * mult ** len(periods)
+            periods.append(period)
+            starts.append(start)
+            start += period
+            if start >= limit or (mult == 1 and len(periods) == 32) or len(periods) >= 64:
+                break
+        end = start
+        builder = Builder()
+        bounds = builder.table([float(b) for b in starts[1:]]) if len(starts) > 1 else 0
+        eta = float(self.eta_min)
+
+        class _Piece:
+            def __init__(self, base: float, period: int) -> None:
+                self.leaf = _leaf(_T_COSINE_CLOSED, base, eta, float(period), 0.0)
+
+            def _emit(self, b: Builder) -> None:
+                code, params, _, _ = self.leaf
+                b.leaf(code, params)
+
+        seen: dict[float, int] = {}
+        roots = []
+        for g in range(len(groups)):
+            base = _base(self, g)
+            if base not in seen:
+                seen[base] = len(builder.ops)
+                if len(periods) == 1:
+                    _Piece(base, periods[0])._emit(builder)
+                else:
+                    builder.node(_SEQUENCE, [_Piece(base, p) for p in periods], (), a=bounds)  # type: ignore[arg-type]
+            roots.append(seen[base])
+        first = {}
+        for p, s0 in zip(periods, starts):
+            first.setdefault(p, s0)
+
+        def locate(ts: Any, t: Any, u: float) -> int | None:
+            T_cur = _locate_clock(ts, t, u)
+            T_i = _locate_clock(ts, u, math.nan)
+            if T_cur is None or T_i is None or T_cur >= T_i or T_i not in first:
+                return None
+            if mult == 1 and ts.aligned:
+                nxt = ts.engine.step + 1
+                if nxt < end and nxt % T0 == T_cur:
+                    return nxt
+            return first[T_i] + T_cur
+
+        return builder.program(), roots, [1.0] * len(groups), locate
 
     def get_lr(self) -> list[Any]:
         """The LRs at the current ``T_cur`` and ``T_i`` (computed by the core)."""
