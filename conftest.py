@@ -1,4 +1,4 @@
-"""Shared test settings: GPU tests skip without a CUDA device; hypothesis runs without deadlines."""
+"""Shared settings for tests/ and bench/: GPU tests skip without a CUDA device; hypothesis runs without deadlines."""
 
 import os
 
