@@ -25,9 +25,35 @@ LR storage:
   core writes them all in place. ``initial_lr``, ``base_lrs`` and ``get_last_lr()`` hold copies, never
   aliases. Replacing ``group["lr"]`` (for instance ``optimizer.load_state_dict``) is noticed at the next
   step, which binds the new values the same way.
-* Anything else (LR tensors on a GPU, mixed floats and tensors, tensors that require grad) takes the
-  per-group path, as torch does: correct, O(groups) in Python. ``_make_engine`` is where a device engine
-  plugs in.
+* Tensor LRs on one CUDA device (float32 or float64, one element, no grad), for a rule that is a pure
+  core program: at construction each group's ``"lr"`` becomes its own 0-d tensor on that device (same
+  dtype), a view into the LR buffer of one :class:`torchsched._cuda.CudaEngine` built from the same
+  program, and every ``step()`` is one kernel launch on the current stream that writes all of them, with
+  no host sync (``torch.cuda.set_sync_debug_mode("error")`` stays quiet). ``get_last_lr()`` and
+  ``state_dict()["_last_lr"]`` are Python floats from the engine's float64 host mirror (torch would
+  return clones of the CUDA tensors, which cost a sync to read), equal to what the float path reports.
+  ``step(epoch)`` computes torch's closed form on the host and hands it to the device with one
+  asynchronous copy from pinned memory (no sync); so does a ``SequentialLR`` switching scheduler.
+  Chainable rules read the previous LR from the device's own float64 mirror, not from the tensor: an
+  in-place edit of a CUDA LR tensor (``fill_``) is not seen, unlike the CPU path. A ``group["lr"]``
+  replaced by another tensor (``optimizer.load_state_dict``) is noticed at the next step: the engine is
+  rebuilt from the tensors' values, read from the device once (a sync; values we wrote keep their float64
+  mirror). Building the engine (construction, a reassigned parameter, ``load_state_dict``) also reads
+  device tensors (``base_lrs`` are CUDA tensors in torch) and copies tables to the device: syncs, once.
+  ``CosineAnnealingWarmRestarts`` compiles its restarts into the device program (T_mult == 1: 32 periods,
+  then the step goes back to the first one: two launches, once every 32 periods); a fractional epoch is
+  computed on the host and copied over. The classes are not meant to be captured in a CUDA graph (their
+  bookkeeping runs in Python): capture :func:`torchsched.wrap` steps instead. The optimizer is not
+  checked: use ``fused=True`` (or ``capturable=True``) optimizers, which read device LRs without
+  ``.item()`` (see :func:`torchsched._cuda.check_optimizer_for_device_lrs`).
+  Kept on the per-group path below: Python callables (``LambdaLR``/``MultiplicativeLR`` lambdas, a
+  custom ``CyclicLR`` ``scale_fn``), momentum cycling (``CyclicLR``/``OneCycleLR`` with
+  ``cycle_momentum=True``: momenta are Python floats in the group dicts), ``MultiplicativeLR``,
+  configurations on which torch raises, and ``ReduceLROnPlateau`` (its ``float(metrics)`` syncs anyway).
+  A core built without CUDA warns once and keeps that path too.
+* Anything else (LR tensors on a GPU in the cases above, mixed floats and tensors, tensors that require
+  grad) takes the per-group path, as torch does: correct, O(groups) in Python. ``_make_engine`` is where
+  a device engine plugs in.
 
 Numbers: float LRs and float64 LR tensors reproduce torch bit for bit (the arithmetic is float64 in
 torch's order). float32 LR tensors agree to float32 precision: torch multiplies in float32 tensor
@@ -95,6 +121,7 @@ _VALUE, _SCALE, _PREV = 0, 1, 2          # Stepper combine: lr = v, base * v, pr
 _NO_MOMENTUM, _MOMENTUM, _BETAS = 0, 1, 2
 _FLOAT32, _FLOAT64 = 0, 1
 _BUFFER_DTYPES = {torch.float32: _FLOAT32, torch.float64: _FLOAT64}
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 class _Spec:
@@ -361,6 +388,11 @@ class _CudaStepper:
             lrs = previous.lrs()  # our own views: the float64 mirror, no sync
         else:
             lrs = _device_lrs(groups)
+            if isinstance(previous, _CudaStepper) and previous.groups == len(lrs):
+                # Tensors put back with the values we wrote (optimizer.load_state_dict): keep the float64 ones.
+                mine = previous.lrs()
+                rounded = np.asarray(mine, dtype=np.float64).astype(_NP_DTYPES[dtype]).astype(np.float64)
+                lrs = [m if r == v else v for m, r, v in zip(mine, rounded.tolist(), lrs)]
         stepper = cls(program, roots, scale, locate, device, dtype, lrs, _make_engine(spec, device))
         stepper.install(groups)
         return stepper
@@ -1277,9 +1309,10 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
                 if len(periods) == 1:
                     _Piece(base, periods[0])._emit(builder)
                 else:
-                    builder.node(_SEQUENCE, [_Piece(base, p) for p in periods], (), a=bounds)  # type: ignore[arg-type]
+                    pieces: list[Any] = [_Piece(base, p) for p in periods]
+                    builder.node(_SEQUENCE, pieces, (), a=bounds)  # type: ignore[arg-type]
             roots.append(seen[base])
-        first = {}
+        first: dict[int, int] = {}
         for p, s0 in zip(periods, starts):
             first.setdefault(p, s0)
 
