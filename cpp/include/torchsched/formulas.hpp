@@ -143,7 +143,8 @@ TS_HD double polynomial_decay(const double* p, double t) {
   double frac = t / steps;
   if (frac == 0.0) return p[0];  // exactly init at the start, so a piece joins its predecessor seamlessly
   if (p[5] != 1.0) frac = pow(frac, p[5]);
-  return (p[0] - p[1]) * pow(ts_max(0.0, 1.0 - frac), p[3]) + p[1];
+  const double rest = ts_max(0.0, 1.0 - frac);
+  return (p[0] - p[1]) * (p[3] == 1.0 ? rest : pow(rest, p[3])) + p[1];  // pow(x, 1) is x: skip the call
 }
 
 TS_HD double inverse_time_decay(const double* p, double t) {
