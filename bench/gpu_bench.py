@@ -1,6 +1,6 @@
 """GPU benchmark of torchsched's CUDA path against torch's schedulers.
 
-    python bench/gpu_bench.py [--out bench/results/<device>.md] [--quick]
+    python bench/gpu_bench.py [--out REPORT.md] [--quick]   (default report: bench/results/<device>.md)
 
 Measures, on the current CUDA device:
 
@@ -375,7 +375,8 @@ def report(torch: Any, rows: list[dict[str, Any]], e2e: dict[str, Any], problems
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", help="also write the markdown report here (e.g. bench/results/h100.md)")
+    parser.add_argument("--out", help="where to write the markdown report (default: "
+                        "bench/results/<device name>.md beside this script)")
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, not for the record)")
     args = parser.parse_args(argv)
 
@@ -398,11 +399,13 @@ def main(argv: list[str] | None = None) -> int:
     e2e = bench_end_to_end(torch, args.quick)
     text, ok = report(torch, rows, e2e, problems)
     print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text)
-        print(f"written to {args.out}")
+    if not args.out:
+        slug = "".join(c if c.isalnum() else "-" for c in torch.cuda.get_device_name().lower()).strip("-")
+        args.out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{slug}.md")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"written to {args.out}")
     return 0 if ok else 1
 
 
