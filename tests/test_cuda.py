@@ -31,6 +31,7 @@ from torchsched._cuda import CudaEngine, check_optimizer_for_device_lrs, replace
 from torchsched._engine import FLOAT32, FLOAT64, Engine
 from torchsched._program import Code
 from torchsched.schedules import _Leaf
+from cuda_helpers import SyncErrors, ulp_distance32
 
 pytestmark = pytest.mark.cuda
 
@@ -41,14 +42,6 @@ DEV = torch.device("cuda", 0)
 
 def leaf(name, code, params, table=()):
     return _Leaf(name, {}, code, params, list(table), len(table))
-
-
-def ulp_distance32(a, b):
-    ia = np.ascontiguousarray(a, dtype=np.float32).view(np.int32).astype(np.int64)
-    ib = np.ascontiguousarray(b, dtype=np.float32).view(np.int32).astype(np.int64)
-    ia = np.where(ia < 0, -(ia & 0x7FFFFFFF), ia)
-    ib = np.where(ib < 0, -(ib & 0x7FFFFFFF), ib)
-    return np.abs(ia - ib)
 
 
 class CpuReference:
@@ -248,20 +241,6 @@ def test_random_composites_match_the_cpu_engine(schedules, start, dtype):
 
 
 # ---- no host sync ----------------------------------------------------------------------------------
-
-class SyncErrors:
-    """torch.cuda.set_sync_debug_mode("error") for the block, with a control proving that it is on."""
-
-    def __enter__(self):
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        with pytest.raises(RuntimeError, match="synchroniz"):
-            torch.ones((), device=DEV).item()
-        return self
-
-    def __exit__(self, *exc):
-        torch.cuda.set_sync_debug_mode("default")
-        return False
 
 
 def test_a_thousand_steps_without_a_host_sync():

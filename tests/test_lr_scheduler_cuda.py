@@ -20,6 +20,7 @@ from torch.optim import lr_scheduler as T
 import torchsched.lr_scheduler as L
 from torchsched import _core
 from torchsched import schedules as S
+from cuda_helpers import SyncErrors, ulp_distance32
 
 DEV = torch.device("cuda", 0)
 BASES = [float(np.float32(x)) for x in (1e-2, 3e-3, 5e-4)]
@@ -68,29 +69,6 @@ def inner_schedulers(sched):
 
 def device_lrs(opt) -> torch.Tensor:
     return torch.stack([g["lr"] for g in opt.param_groups])
-
-
-def ulp_distance32(a, b) -> np.ndarray:
-    ia = np.ascontiguousarray(a, dtype=np.float32).view(np.int32).astype(np.int64)
-    ib = np.ascontiguousarray(b, dtype=np.float32).view(np.int32).astype(np.int64)
-    ia = np.where(ia < 0, -(ia & 0x7FFFFFFF), ia)
-    ib = np.where(ib < 0, -(ib & 0x7FFFFFFF), ib)
-    return np.abs(ia - ib)
-
-
-class SyncErrors:
-    """torch.cuda.set_sync_debug_mode("error") for the block, with a control proving that it is on."""
-
-    def __enter__(self):
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        with pytest.raises(RuntimeError, match="synchroniz"):
-            torch.ones((), device=DEV).item()
-        return self
-
-    def __exit__(self, *exc):
-        torch.cuda.set_sync_debug_mode("default")
-        return False
 
 
 # ---- numbers -------------------------------------------------------------------------------------
