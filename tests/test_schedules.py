@@ -809,7 +809,7 @@ def test_product_and_scale(parts: list[Schedule], factor: float) -> None:
 def test_rshift_starts_the_second_when_the_first_ends() -> None:
     a, b = S.warmup(10, init=0.1), S.cosine(50, final=0.01)
     chained = a >> b
-    assert chained == S.sequence([a, b], [10.0])
+    assert chained == S.sequence([a, b], [10])
     assert np.array_equal(chained.values(range(100)), S.sequence([a, b], [10]).values(range(100)))
     assert chained.duration == 60.0
     three = a >> b >> S.constant(0.01)
@@ -848,7 +848,7 @@ def test_repr_is_readable_and_rebuilds_leaves() -> None:
     sched = S.warmup(10, init=0.1) >> S.cosine(90, final=0.01)
     text = repr(sched)
     assert text.startswith("sequence(schedules=[warmup(steps=10, init=0.1")
-    assert "cosine(steps=90, init=1.0, final=0.01" in text and "boundaries=[10.0]" in text
+    assert "cosine(steps=90, init=1.0, final=0.01" in text and "boundaries=[10]" in text
     assert repr(2.0 * S.constant(0.5)) == "scale(schedule=constant(value=0.5), factor=2.0)"
     assert repr(S.multistep([30, 60], 0.1)) == "multistep(milestones=[30, 60], gamma=0.1, init=1.0)"
     namespace = {name: getattr(S, name) for name in S.__all__}
@@ -918,3 +918,9 @@ def test_step_arguments_are_checked() -> None:
         s.values([-1])
     with pytest.raises(TypeError, match=r"steps must be integers, got dtype float64"):
         s.values([0.5])
+
+
+def test_rshift_equals_the_hand_written_sequence() -> None:
+    a, b = S.warmup(10), S.cosine(90)
+    assert (a >> b) == S.sequence([a, b], [10])
+    assert "boundaries=[10]" in repr(a >> b)

@@ -126,7 +126,10 @@ class Schedule:
             return NotImplemented
         if self.duration is None:
             raise ValueError(f"{self!r} has no fixed duration; use sequence([...], boundaries=[...])")
-        return sequence([self, other], [self.duration])
+        boundary = self.duration
+        if float(boundary).is_integer():
+            boundary = int(boundary)  # so that a >> b equals sequence([a, b], [n]) written by hand
+        return sequence([self, other], [boundary])
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._args.items())
