@@ -23,8 +23,7 @@ import pytest
 
 from torchsched import schedules as S
 
-TARGET_VALUES = 100.0  # the issue's target; not reached on this machine (see test_gate_values_ratio)
-VALUES_FLOOR = 15.0
+TARGET_VALUES = 100.0  # the target; the gate fails below half of it
 # The issue sets no number for advance(); 20x at 10^4 groups is ours (one C++ loop against a Python
 # loop over groups), gated at half.
 TARGET_ADVANCE_10K = 20.0
@@ -112,11 +111,10 @@ def test_gate_values_ratio() -> None:
     core_s = _best(lambda: sched.values(range(TOTAL)), repeat=5)
     ratio = _report(f"values() 10^6 steps vs composed Python (target {TARGET_VALUES:.0f}x)", composed_s, core_s)
     fused_ratio = _report("values() 10^6 steps vs hand-fused Python", fused_s, core_s)
-    # Below target: a warmup-then-cosine costs one libm cos (~8 ns here) per step, and Python 3.11 runs the
-    # composed closures in ~0.35 us, which caps this family near 35x on two cores. The gate holds the
-    # measured level (VALUES_FLOOR) so a regression fails; the 100x target stays open (README, issue note).
-    assert ratio >= VALUES_FLOOR, f"values() is only {ratio:.1f}x faster than a Python loop"
-    assert fused_ratio > 5, f"values() is only {fused_ratio:.1f}x faster than the best-case Python loop"
+    # A range of steps runs as vectorized loops over blocks of steps (the core's cosine has no call or
+    # branch), so the composed Python closures (~0.35 us per step) are outrun by well over the target.
+    assert ratio >= TARGET_VALUES / 2, f"values() is only {ratio:.1f}x faster than a Python loop"
+    assert fused_ratio >= TARGET_VALUES / 2, f"values() is only {fused_ratio:.1f}x faster than the best-case Python loop"
 
 
 # ---- advance() for G groups -----------------------------------------------------------------------

@@ -482,3 +482,110 @@ def test_overflow_raises_instead_of_an_infinite_lr() -> None:
     assert engine.step == 300  # the failed call did not move the schedule
     engine.advance(np.zeros(1, dtype=np.float64))  # 1e301 still fits a float64 buffer
     assert engine.step == 301
+
+
+# ---- the core's cosine ---------------------------------------------------------------------------
+
+def _ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in units in the last place between float64 arrays of one sign pattern."""
+    ia, ib = a.view(np.int64).astype(object), b.view(np.int64).astype(object)
+    return np.array([abs(x - y) for x, y in zip(ia, ib)])
+
+
+def test_core_cos_is_within_one_ulp_of_libm() -> None:
+    rng = np.random.default_rng(7)
+    xs = np.concatenate([
+        rng.uniform(-60.0, 60.0, 100_000),
+        math.pi * rng.integers(0, 10_000, 20_000) / rng.integers(1, 10_000, 20_000),  # schedule arguments
+        np.array([k * math.pi / 2 for k in range(-40, 41)]),  # next to the zeros, where reduction matters
+        np.array([0.0, -0.0, 1e-300, 5e-324, math.pi, 1e5, -7.5e8]),
+    ])
+    ours, ref = _core.cos(xs), np.array([math.cos(x) for x in xs])
+    assert np.all(np.sign(ours) == np.sign(ref))
+    ulps = _ulps(ours, ref)
+    assert ulps.max() <= 1, f"worst {ulps.max()} ulp at x={xs[int(np.argmax(ulps))]!r}"
+    assert np.mean(ulps == 0) > 0.9  # and equal to the C library's result nearly always
+
+
+def test_core_cos_near_pi_keeps_the_cosine_tail_exact() -> None:
+    # 1 + cos(x) near x = pi is where a cosine schedule ends: an ulp there is a large relative error of
+    # the LR, so the reduction must make these agree with the correctly rounded value.
+    for T in (10, 1000, 99_991, 10**6):
+        xs = np.array([math.pi * t / T for t in range(max(0, T - 200), T + 1)])
+        ours, ref = 1.0 + _core.cos(xs), np.array([1.0 + math.cos(x) for x in xs])
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=0)
+
+
+def test_core_cos_hands_huge_arguments_to_the_c_library() -> None:
+    # Past 2^29 pi/2 the reduction would lose exactness, so the platform's cos takes over there, in the
+    # scalar path and in the vectorized one alike.
+    limit = 2.0**29 * (math.pi / 2)
+    xs = np.array([limit * 0.999, limit * 1.001, -3e12, 1e300])
+    assert np.array_equal(_core.cos(xs[1:]), [math.cos(x) for x in xs[1:]])
+    assert abs(_core.cos(xs[:1])[0] - math.cos(xs[0])) <= 2e-16
+    far = S.cosine(1, clamp=False, final=0.25)
+    steps = [0, 3, 2**28 + 1, 2**40, 2**40 + 7]
+    expected = [far(t) for t in steps]
+    assert np.array_equal(far.values(steps), expected) and np.all(np.isfinite(expected))
+    assert far(2**40) == 0.25 + 0.75 * 0.5 * (1.0 + math.cos(math.pi * (2**40 / 1.0)))
+    assert np.array_equal(far.values(range(2**40, 2**40 + 600)), [far(t) for t in range(2**40, 2**40 + 600)])
+
+
+# ---- values() over sorted steps: the block path equals evaluate() bit for bit -------------------
+
+_leaves = st.sampled_from([
+    lambda: S.warmup(7),
+    lambda: S.warmup(5, init=0.1, shape="exponential"),
+    lambda: S.cosine(40, final=0.01),
+    lambda: S.cosine(33, final=0.2, exponent=2.0, k=0.5),
+    lambda: S.cosine(25, cycles=1.5, clamp=False),
+    lambda: S.anneal(30, start=1.0, end=0.1, shape="cosine"),
+    lambda: S.anneal(30, start=1.0, end=0.1),
+    lambda: S.anneal(12, start=1.0, end=0.1, shape="1-sqrt"),
+    lambda: S.step(init=0.5, step_size=9, gamma=0.5),
+    lambda: S.constant(0.3),
+    lambda: S.cosine_restarts(11, period_mult=1.5, decay=0.8),
+    lambda: S.inverse_sqrt(timescale=10),
+])
+
+
+@st.composite
+def _programs(draw: Any, depth: int = 0) -> S.Schedule:
+    if depth >= 3 or draw(st.booleans()):
+        return draw(_leaves)()
+    kind = draw(st.sampled_from(["sequence", "product", "scale", "shift"]))
+    if kind == "scale":
+        return S.scale(draw(_programs(depth + 1)), draw(st.floats(0.0, 3.0)))
+    if kind == "shift":
+        return S.shift(draw(_programs(depth + 1)), draw(st.integers(0, 50)))
+    parts = [draw(_programs(depth + 1)) for _ in range(draw(st.integers(2, 3)))]
+    if kind == "product":
+        return S.product(*parts)
+    bounds = sorted(draw(st.lists(st.integers(0, 300) | st.floats(0.0, 300.0), min_size=len(parts) - 1,
+                                  max_size=len(parts) - 1)))
+    return S.sequence(parts, bounds)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sched=_programs(), start=st.integers(0, 400), n=st.integers(0, 700), stride=st.integers(1, 4),
+       seed=st.integers(0, 2**32 - 1))
+def test_sorted_values_equal_one_step_at_a_time(sched: S.Schedule, start: int, n: int, stride: int, seed: int) -> None:
+    steps = range(start, start + n * stride, stride)
+    one_by_one = np.array([sched(t) for t in steps], dtype=np.float64)
+    assert np.array_equal(sched.values(steps), one_by_one)                    # range: no step array
+    assert np.array_equal(sched.values(np.asarray(steps, dtype=np.int64)), one_by_one)  # sorted array
+    shuffled = np.random.default_rng(seed).permutation(np.asarray(steps, dtype=np.int64))
+    expected = np.array([sched(int(t)) for t in shuffled], dtype=np.float64)
+    assert np.array_equal(sched.values(shuffled), expected)                  # unsorted: per step
+
+
+def test_sorted_values_across_threads_and_blocks() -> None:
+    # 300 000 steps are split over threads and 256-step blocks; pieces switch inside blocks.
+    sched = S.warmup(1000) >> S.cosine(299_000 - 3, final=0.01) >> S.constant(0.01)
+    steps = range(0, 300_000)
+    vals = sched.values(steps)
+    probe = list(range(0, 300_000, 997)) + [999, 1000, 1001, 298_996, 298_997, 298_998, 299_999]
+    assert np.array_equal(vals[probe], [sched(t) for t in probe])
+    assert np.array_equal(sched.values(range(5, 300_000, 3)), vals[5::3])
+    with pytest.raises(ValueError, match=">= 0"):
+        sched.values(range(-1, 10))

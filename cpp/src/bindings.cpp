@@ -78,6 +78,23 @@ class Program {
     return out;
   }
 
+  // values() over range(start, stop, stride) with stride >= 1, without materializing the steps.
+  py::array_t<double> values_range(int64_t root, int64_t start, int64_t stop, int64_t stride, double prev) const {
+    check_root(root);
+    if (start < 0) throw std::invalid_argument("steps must be >= 0, got " + std::to_string(start));
+    if (stride < 1) throw std::invalid_argument("stride must be >= 1, got " + std::to_string(stride));
+    const int64_t n = (stop > start) ? (stop - start + stride - 1) / stride : 0;
+    py::array_t<double> out(n);
+    double* o = out.mutable_data();
+    if (n > kReleaseGilAbove) {
+      py::gil_scoped_release release;
+      evaluate_range(ops(), aux(), static_cast<int32_t>(root), start, stride, n, prev, o);
+    } else {
+      evaluate_range(ops(), aux(), static_cast<int32_t>(root), start, stride, n, prev, o);
+    }
+    return out;
+  }
+
   py::bytes op_bytes() const { return py::bytes(reinterpret_cast<const char*>(ops_.data()), ops_.size() * sizeof(Op)); }
   py::array_t<double> aux_array() const { return py::array_t<double>(aux_.size(), aux_.data()); }
 
@@ -947,6 +964,16 @@ PYBIND11_MODULE(_core, m) {
   m.attr("OP_RECORD_BYTES") = static_cast<int>(sizeof(Op));
   m.attr("NUM_PARAMS") = kNumParams;
   m.attr("MAX_DEPTH") = kMaxDepth;
+  m.def(
+      "cos",
+      [](DoubleArray x) {
+        py::array_t<double> out(x.size());
+        const double* in = x.data();
+        double* o = out.mutable_data();
+        for (py::ssize_t k = 0; k < x.size(); ++k) o[k] = ts_cos(in[k]);
+        return out;
+      },
+      py::arg("x"), "The core's cosine (the native cosine families use it), elementwise.");
   m.def("built_with_cuda", [] { return kBuiltWithCuda; }, "True when the CUDA engine was compiled in.");
   m.def("cuda_available", &core_cuda_available, "True when built with CUDA and a CUDA device is visible.");
 
@@ -955,6 +982,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("size", &Program::size)
       .def("value", &Program::value, py::arg("root"), py::arg("step"), py::arg("prev") = 0.0)
       .def("values", &Program::values, py::arg("root"), py::arg("steps"), py::arg("prev") = 0.0)
+      .def("values_range", &Program::values_range, py::arg("root"), py::arg("start"), py::arg("stop"),
+           py::arg("stride"), py::arg("prev") = 0.0)
       .def("op_bytes", &Program::op_bytes)
       .def("aux_array", &Program::aux_array);
 

@@ -99,6 +99,10 @@ class Schedule:
 
     def values(self, steps: Any) -> np.ndarray:
         """Values at many steps (a ``range``, a sequence or an integer array) in one core call, float64."""
+        if isinstance(steps, range) and steps.step > 0:
+            if len(steps) and steps.start < 0:
+                raise ValueError(f"steps must be >= 0, got {steps.start}")
+            return self._program().values_range(0, steps.start, steps.stop, steps.step)
         if isinstance(steps, range):
             arr = np.arange(steps.start, steps.stop, steps.step, dtype=np.int64)
         else:

@@ -16,8 +16,12 @@ enum DType : int32_t { DT_FLOAT32 = 0, DT_FLOAT64 = 1 };
 void validate_program(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux,
                       const int32_t* roots, int64_t n_roots);
 
-// The program's value at each of `steps` (all >= 0), into out[n].
+// The program's value at each of `steps` (all >= 0), into out[n]. Throws on a non-finite value.
 void evaluate_steps(const Op* ops, const double* aux, int32_t root, const int64_t* steps, int64_t n,
+                    double prev, double* out);
+
+// The same at steps start, start + stride, ... (n of them; start >= 0, stride >= 1).
+void evaluate_range(const Op* ops, const double* aux, int32_t root, int64_t start, int64_t stride, int64_t n,
                     double prev, double* out);
 
 // out[g] = scale[g] * program_g(step) for every group g, in float64 into `mirror` and in `dtype` into

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define TS_HD __host__ __device__ inline
@@ -100,6 +101,96 @@ TS_HD int32_t count_passed(const double* table, int32_t n, double t, bool strict
   return lo;
 }
 
+// ---- cosine ----------------------------------------------------------------------------------
+//
+// cos(x) from IEEE + - * and bit operations only. libm's cos is a function call the compiler cannot
+// vectorize, and CUDA's differs from it in the last bit; this one rounds identically in a scalar host
+// loop, in a SIMD loop over steps and in the CUDA kernel (built with --fmad=false), and is within 1 ulp
+// of the exact cosine (the C library agrees with it bit for bit on about 97% of arguments).
+// Method: x = n pi/2 + r, with pi/2 split into three 24-bit parts and a tail so n * part is exact for
+// |n| < 2^29 and r is carried as a double-double; then the classic minimax polynomials for sin and cos
+// on [-pi/4, pi/4] (fdlibm's coefficients) and n mod 4 picks which one and its sign. Past 2^29 pi/2
+// (a cosine more than 10^8 periods along) the platform's cos takes over; ts_cos<false> returns NaN
+// there instead, so a loop over steps stays free of calls and the caller redoes the rare NaN.
+// torch's rules below keep the platform's cos instead (platform_cos), to stay torch's numbers exactly.
+
+TS_HD uint64_t ts_bits(double x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(x));
+#else
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+
+TS_HD double ts_from_bits(uint64_t u) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(u));
+#else
+  double x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+// s + e == a - b exactly (Knuth's two-sum, no branch on the magnitudes).
+TS_HD void ts_two_diff(double a, double b, double& s, double& e) {
+  s = a - b;
+  const double b_part = a - s;
+  e = (a - (s + b_part)) - (b - b_part);
+}
+
+// cos(x + y) and sin(x + y) for |x| <= pi/4, y the tail of x.
+TS_HD double ts_cos_kernel(double x, double y) {
+  const double C1 = 0x1.555555555554cp-5, C2 = -0x1.6c16c16c15177p-10, C3 = 0x1.a01a019cb159p-16,
+               C4 = -0x1.27e4f809c52adp-22, C5 = 0x1.1ee9ebdb4b1c4p-29, C6 = -0x1.8fae9be8838d4p-37;
+  const double z = x * x, z2 = z * z;
+  const double r = z * (C1 + z * (C2 + z * C3)) + z2 * z2 * (C4 + z * (C5 + z * C6));
+  const double half_z = 0.5 * z;
+  const double w = 1.0 - half_z;
+  return w + (((1.0 - w) - half_z) + (z * r - x * y));  // 1 - z/2 rounded once, its error added back
+}
+
+TS_HD double ts_sin_kernel(double x, double y) {
+  const double S1 = -0x1.5555555555549p-3, S2 = 0x1.111111110f8a6p-7, S3 = -0x1.a01a019c161d5p-13,
+               S4 = 0x1.71de357b1fe7dp-19, S5 = -0x1.ae5e68a2b9cebp-26, S6 = 0x1.5d93a5acfd57cp-33;
+  const double z = x * x, z2 = z * z;
+  const double r = S2 + z * (S3 + z * S4) + z * z2 * (S5 + z * S6);
+  const double v = z * x;
+  return x - ((z * (0.5 * y - v * r) - y) - v * S1);
+}
+
+constexpr double kCosArgLimit = 536870912.0 * 1.5707963267948966;  // 2^29 pi/2
+
+TS_HD double ts_cos_reduced(double x) {
+  const double P1 = 0x1.921fb4p+0, P2 = 0x1.4442dp-24, P3 = 0x1.846988p-48, P4 = 0x1.8cc51701b839ap-72;
+  const double kTwoOverPi = 0x1.45f306dc9c883p-1, kShift = 0x1.8p52;
+  const bool in_range = fabs(x) < kCosArgLimit;
+  if (!in_range) x = 0.0;
+  const double shifted = x * kTwoOverPi + kShift;  // x * 2/pi rounded to the nearest integer n ...
+  const double n = shifted - kShift;
+  const uint64_t quadrant = ts_bits(shifted);     // ... whose low bits are n's (two's complement)
+  double s1, e1, s2, e2;
+  ts_two_diff(x - n * P1, n * P2, s1, e1);  // x - n * P1 is exact (the two are within a factor 2)
+  ts_two_diff(s1, n * P3, s2, e2);
+  const double tail = (e1 + e2) - n * P4;
+  const double r = s2 + tail;
+  const double r_tail = tail - (r - s2);
+  // cos(r + n pi/2) is cos r, -sin r, -cos r, sin r: select and negate by bits, so SIMD needs no branch.
+  const uint64_t c = ts_bits(ts_cos_kernel(r, r_tail)), s = ts_bits(ts_sin_kernel(r, r_tail));
+  const uint64_t use_sin = uint64_t{0} - (quadrant & 1u);
+  const uint64_t negate = ((quadrant + 1u) & 2u) << 62;
+  const double v = ts_from_bits(((s & use_sin) | (c & ~use_sin)) ^ negate);
+  return in_range ? v : NAN;
+}
+
+template <bool kFallback = true>
+TS_HD double ts_cos(double x) {
+  if (kFallback && !(fabs(x) < kCosArgLimit)) return cos(x);
+  return ts_cos_reduced(x);
+}
+
 // ---- leaf families ---------------------------------------------------------------------------
 
 TS_HD double step_decay(const double* p, double t) {
@@ -165,12 +256,13 @@ TS_HD double inverse_sqrt_decay(const double* p, double t) {
 // final + (init - final) * c^exponent, c = (1 + cos(2 pi cycles (t/T)^k)) / 2. cycles = 0.5 is one
 // half cosine over T. clamp holds the final value past T (optax, Keras); without it the cosine goes on
 // (torch's closed form, Transformers).
+template <bool kCosFallback = true>
 TS_HD double cosine_decay(const double* p, double t) {
   double steps = p[2];
   if (p[5] != 0.0) t = ts_min(t, steps);
   double frac = t / steps;
   if (p[6] != 1.0) frac = pow(frac, p[6]);  // timm's k_decay: t^k / T^k, finite for any k
-  double c = 0.5 * (1.0 + cos(kPi * (2.0 * p[4] * frac)));
+  double c = 0.5 * (1.0 + ts_cos<kCosFallback>(kPi * (2.0 * p[4] * frac)));
   if (c == 1.0) return p[0];  // exactly init at the start (final + (init - final) may round)
   if (p[3] != 1.0) c = pow(c, p[3]);
   return p[1] + (p[0] - p[1]) * c;
@@ -210,7 +302,7 @@ TS_HD double cosine_restarts(const double* p, double t) {
   if (limit > 0.0 && i >= limit) return p[1];
   double frac = ts_clamp01((t - start) / period);
   if (p[7] != 1.0) frac = pow(frac, p[7]);  // timm's k_decay
-  double c = 0.5 * (1.0 + cos(kPi * frac));
+  double c = 0.5 * (1.0 + ts_cos(kPi * frac));
   double gamma = pow(p[4], i);
   if (p[6] != 0.0) return p[1] + (p[0] - p[1]) * gamma * c;  // Keras: the swing shrinks
   return p[1] + (p[0] * gamma - p[1]) * c;                     // timm: the peak shrinks
@@ -243,11 +335,12 @@ TS_HD double warmup(const double* p, double t) {
 }
 
 // Anneal from start to end over `steps`, then end. Shapes: linear, cosine, 1-sqrt, exponential.
+template <bool kCosFallback = true>
 TS_HD double anneal(const double* p, double t) {
   double frac = ts_min(t, p[2]) / p[2];
   if (frac == 0.0) return p[0];  // exactly start at the start
   double w;  // weight of start
-  if (p[3] == 1.0) w = 0.5 * (1.0 + cos(kPi * frac));
+  if (p[3] == 1.0) w = 0.5 * (1.0 + ts_cos<kCosFallback>(kPi * frac));
   else if (p[3] == 2.0) w = 1.0 - sqrt(frac);
   else if (p[3] == 3.0) return p[0] * pow(p[1] / p[0], frac);
   else w = 1.0 - frac;
@@ -264,7 +357,7 @@ TS_HD double interpolate(const double* p, const double* aux, int32_t a, int32_t 
   double lo = values[k - 1], hi = values[k];
   double frac = (t - times[k - 1]) / (times[k] - times[k - 1]);
   if (frac == 0.0) return lo;  // through every point exactly
-  if (p[0] != 0.0) return hi + (lo - hi) * 0.5 * (1.0 + cos(kPi * frac));
+  if (p[0] != 0.0) return hi + (lo - hi) * 0.5 * (1.0 + ts_cos(kPi * frac));
   return lo + (hi - lo) * frac;
 }
 
@@ -287,6 +380,11 @@ TS_HD double tanh_decay(const double* p, double t) {
 // that run the initial step themselves (torchsched.lr_scheduler) set it, so that a schedule restarted
 // by hand (last_epoch = -1, then step()) gets torch's rule at t = 0 too.
 
+// torch's Python calls the C library's cos (math.cos), so its twins call the platform's cos too (the C
+// library's on the host, CUDA's on the device) and give torch's numbers bit for bit on the CPU. The native
+// families use ts_cos.
+TS_HD double platform_cos(double x) { return cos(x); }
+
 struct TorchCoef {
   double c0, c1;
   int32_t kind;  // 0: the LR stays what it was; 1: prev * c0; above: op-specific (see torch_apply)
@@ -305,7 +403,7 @@ TS_HD double py_floordiv(double a, double b) {
 
 // SWALR's anneal function: linear, or (1 - cos(pi x)) / 2.
 TS_HD double swa_alpha(double x, double linear) {
-  return linear != 0.0 ? x : (1.0 - cos(kPi * x)) / 2.0;
+  return linear != 0.0 ? x : (1.0 - platform_cos(kPi * x)) / 2.0;
 }
 
 // OneCycleLR: the phase that holds t, and its annealing term (cos(pi pct) + 1, or pct when linear).
@@ -316,7 +414,7 @@ TS_HD void one_cycle_phase(const double* p, double t, TorchCoef& k) {
     double end = p[2 + i];
     if (t <= end || i == phases - 1) {
       double pct = (t - start) / (end - start);
-      k.c0 = (p[0] != 0.0) ? pct : cos(kPi * pct) + 1.0;
+      k.c0 = (p[0] != 0.0) ? pct : platform_cos(kPi * pct) + 1.0;
       k.kind = 10 + i;
       return;
     }
@@ -364,8 +462,8 @@ TS_HD void torch_coef(const Op& op, const double* aux, double t, double fn, Torc
     case OP_TORCH_COSINE: {
       const double T = p[2];
       if (t == 0.0 && p[3] == 0.0) return;
-      if (fmod(t - 1.0 - T, 2.0 * T) == 0.0) { k.kind = 2; k.c0 = 1.0 - cos(kPi / T); }
-      else { k.kind = 3; k.c0 = (1.0 + cos(kPi * t / T)) / (1.0 + cos(kPi * (t - 1.0) / T)); }
+      if (fmod(t - 1.0 - T, 2.0 * T) == 0.0) { k.kind = 2; k.c0 = 1.0 - platform_cos(kPi / T); }
+      else { k.kind = 3; k.c0 = (1.0 + platform_cos(kPi * t / T)) / (1.0 + platform_cos(kPi * (t - 1.0) / T)); }
       return;
     }
     case OP_TORCH_SWA: {
@@ -444,7 +542,7 @@ TS_HD double torch_closed(const Op& op, double t, double in) {
     case OP_TORCH_POLYNOMIAL_CLOSED: return p[0] * pow(1.0 - ts_min(p[1], t) / p[1], p[2]);
     case OP_TORCH_COSINE_CLOSED: {
       const double T = (p[3] != 0.0) ? in : p[2];
-      return p[1] + (p[0] - p[1]) * (1.0 + cos(kPi * t / T)) / 2.0;
+      return p[1] + (p[0] - p[1]) * (1.0 + platform_cos(kPi * t / T)) / 2.0;
     }
     default: return in;  // OP_TORCH_INPUT
   }
