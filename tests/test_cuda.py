@@ -4,12 +4,14 @@ GradScaler skips, streams, any number of groups in one launch.
 Every test is marked ``cuda``; tests/conftest.py skips them unless torch sees a GPU and the core was built with
 its CUDA engine. Run them with ``make test-gpu`` (``pytest -m cuda tests``).
 
-On exactness: the kernel and the CPU engine call the same header formulas in double precision, but CUDA's
-``pow``/``cos``/``exp``/``log``/``tanh`` are not correctly rounded (CUDA documents 1-2 ulp) and nvcc contracts
-``a*b+c`` into FMAs, so the float64 values agree to a few double ulps rather than bit for bit. The checks
-below therefore require: float64 values within 1e-13 of the group's peak LR; float32 values (what fused
-optimizers read) within 1 float32 ulp, except where the value is below 1e-5 of the peak, where a formula
-that cancels (``1 + cos(x)`` near pi) may amplify those double ulps and only the 1e-13 bound applies.
+On exactness: the kernel and the CPU engine call the same header formulas in double precision, and both are
+built without FMA contraction. Families whose formulas use only + - * / sqrt floor and the core's own cosine
+(``ts_cos``) therefore agree bit for bit in float64 (test_ieee_families_are_bit_exact_in_float64). CUDA's
+``pow``/``exp``/``log``/``tanh``, and the platform ``cos`` that torch's twins keep, are not correctly rounded
+(CUDA documents 1-2 ulp), so the general checks require: float64 values within 1e-13 of the group's peak LR;
+float32 values (what fused optimizers read) within 1 float32 ulp, except where the value is below 1e-5 of the
+peak, where a formula that cancels (``1 + cos(x)`` near pi) may amplify those double ulps and only the 1e-13
+bound applies.
 """
 
 from __future__ import annotations
@@ -192,6 +194,24 @@ def test_every_chainable_rule_matches_the_cpu_engine(name, dtype):
     # that lands on the other side (2 ulps, which the float64 mirrors then inherit), in float64 the few-ulp
     # differences of each step, compounded over 200 steps.
     assert_device_matches(*histories, ulps=2, tol64=3e-7 if dtype == torch.float32 else 1e-10)
+
+
+# Only IEEE-exact operations and ts_cos: no pow, exp, log or tanh anywhere in these formulas.
+IEEE_FAMILIES = ["constant", "piecewise_constant", "piecewise_constant_keras", "linear", "inverse_time",
+                 "inverse_time_staircase", "inverse_sqrt", "cosine", "cyclic_triangular", "warmup_linear",
+                 "warmup_constant", "anneal_linear", "anneal_cosine", "anneal_1-sqrt", "interpolate_linear",
+                 "interpolate_cosine", "warmup_stable_decay", "sequence_shift", "product_scale"]
+
+
+@pytest.mark.parametrize("name", IEEE_FAMILIES)
+def test_ieee_families_are_bit_exact_in_float64(name):
+    sched = FAMILIES[name]
+    dev_out, dev_mirror, cpu_out, cpu_mirror = run_both([sched, 0.5 * sched], [0.1, 3e-4], [1.0, 2.0], steps=300,
+                                                        dtype=torch.float64)
+    bad = np.argwhere(dev_mirror != cpu_mirror)
+    assert bad.size == 0, (f"float64 differs at (step, group) {bad[:5].tolist()}: device "
+                           f"{dev_mirror[tuple(bad[0])]!r} cpu {cpu_mirror[tuple(bad[0])]!r}")
+    assert np.array_equal(dev_out, cpu_out)
 
 
 def test_a_resumed_engine_starts_where_the_cpu_engine_does():
