@@ -151,9 +151,9 @@ void parallel_chunks(int64_t n, Body body) {
 // Every element still goes through evaluate()'s operations in evaluate()'s order, so the numbers are
 // the same bit for bit; tests/test_core.py checks this on random programs.
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__CUDACC__)
-// One copy per instruction set, picked at load time; the header is compiled without FMA contraction,
-// so each copy rounds as the scalar path does.
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && defined(__GLIBC__) && !defined(__CUDACC__)
+// One copy per instruction set, picked at load time (an ELF ifunc, hence glibc); the file is compiled
+// without FMA contraction, so each copy rounds as the scalar path does.
 #define TS_SIMD_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
 #else
 #define TS_SIMD_CLONES
