@@ -589,3 +589,22 @@ def test_sorted_values_across_threads_and_blocks() -> None:
     assert np.array_equal(sched.values(range(5, 300_000, 3)), vals[5::3])
     with pytest.raises(ValueError, match=">= 0"):
         sched.values(range(-1, 10))
+
+
+def test_values_of_a_range_check_their_bounds() -> None:
+    sched = S.warmup(10) >> S.cosine(100)
+    assert sched.values(range(5, 5)).shape == (0,) and sched.values(range(10, 0)).shape == (0,)
+    top = sched.values(range(2**63 - 3, 2**63))  # the last int64 step is allowed
+    assert top.shape == (3,) and np.all(top == sched(2**63 - 1))
+    for bad, match in [(range(-2, 3), ">= 0, got -2"), (range(2**63, 2**63 + 2), f"< 2\\*\\*63, got {2**63 + 1}"),
+                       (range(0, 2**64, 2**62), "< 2\\*\\*63, got 13835058055282163712")]:
+        with pytest.raises(ValueError, match="steps must be " + match):
+            sched.values(bad)
+    prog = sched._program()
+    for args, match in [((0, -1, 1, 1), "steps must be >= 0"), ((0, 0, 0, 1), "stride must be >= 1"),
+                        ((0, 0, 1, -1), "count must be >= 0"), ((0, 2**62, 2**62, 3), "does not fit in int64"),
+                        ((1, 0, 1, 1), "root")]:
+        with pytest.raises(ValueError, match=match):
+            prog.values_range(*args)
+    # a range with a negative stride takes the array path
+    assert np.array_equal(sched.values(range(50, 0, -7)), [sched(t) for t in range(50, 0, -7)])

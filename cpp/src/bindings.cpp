@@ -78,19 +78,21 @@ class Program {
     return out;
   }
 
-  // values() over range(start, stop, stride) with stride >= 1, without materializing the steps.
-  py::array_t<double> values_range(int64_t root, int64_t start, int64_t stop, int64_t stride, double prev) const {
+  // values() at start, start + stride, ... (count of them, stride >= 1), without a step array.
+  py::array_t<double> values_range(int64_t root, int64_t start, int64_t stride, int64_t count, double prev) const {
     check_root(root);
     if (start < 0) throw std::invalid_argument("steps must be >= 0, got " + std::to_string(start));
     if (stride < 1) throw std::invalid_argument("stride must be >= 1, got " + std::to_string(stride));
-    const int64_t n = (stop > start) ? (stop - start + stride - 1) / stride : 0;
-    py::array_t<double> out(n);
+    if (count < 0) throw std::invalid_argument("count must be >= 0, got " + std::to_string(count));
+    if (count > 0 && (INT64_MAX - start) / stride < count - 1)
+      throw std::invalid_argument("the last step does not fit in int64");
+    py::array_t<double> out(count);
     double* o = out.mutable_data();
-    if (n > kReleaseGilAbove) {
+    if (count > kReleaseGilAbove) {
       py::gil_scoped_release release;
-      evaluate_range(ops(), aux(), static_cast<int32_t>(root), start, stride, n, prev, o);
+      evaluate_range(ops(), aux(), static_cast<int32_t>(root), start, stride, count, prev, o);
     } else {
-      evaluate_range(ops(), aux(), static_cast<int32_t>(root), start, stride, n, prev, o);
+      evaluate_range(ops(), aux(), static_cast<int32_t>(root), start, stride, count, prev, o);
     }
     return out;
   }
@@ -982,8 +984,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("size", &Program::size)
       .def("value", &Program::value, py::arg("root"), py::arg("step"), py::arg("prev") = 0.0)
       .def("values", &Program::values, py::arg("root"), py::arg("steps"), py::arg("prev") = 0.0)
-      .def("values_range", &Program::values_range, py::arg("root"), py::arg("start"), py::arg("stop"),
-           py::arg("stride"), py::arg("prev") = 0.0)
+      .def("values_range", &Program::values_range, py::arg("root"), py::arg("start"), py::arg("stride"),
+           py::arg("count"), py::arg("prev") = 0.0)
       .def("op_bytes", &Program::op_bytes)
       .def("aux_array", &Program::aux_array);
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from ._program import Builder, Code, compile_many
 
+_INT64_MAX = 2**63 - 1
+
 __all__ = [
     "Schedule", "constant", "step", "multistep", "piecewise_constant", "exponential", "linear", "polynomial",
     "inverse_time", "inverse_power", "inverse_sqrt", "cosine", "cosine_restarts", "cyclic", "one_cycle",
@@ -99,10 +101,14 @@ class Schedule:
 
     def values(self, steps: Any) -> np.ndarray:
         """Values at many steps (a ``range``, a sequence or an integer array) in one core call, float64."""
-        if isinstance(steps, range) and steps.step > 0:
-            if len(steps) and steps.start < 0:
+        if isinstance(steps, range) and steps.step > 0:  # evaluated without a step array
+            if not steps:
+                return np.zeros(0, dtype=np.float64)
+            if steps.start < 0:
                 raise ValueError(f"steps must be >= 0, got {steps.start}")
-            return self._program().values_range(0, steps.start, steps.stop, steps.step)
+            if steps[-1] > _INT64_MAX:
+                raise ValueError(f"steps must be < 2**63, got {steps[-1]}")
+            return self._program().values_range(0, steps.start, steps.step, len(steps))
         if isinstance(steps, range):
             arr = np.arange(steps.start, steps.stop, steps.step, dtype=np.int64)
         else:
