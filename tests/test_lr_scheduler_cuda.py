@@ -21,6 +21,7 @@ import torchsched.lr_scheduler as L
 from torchsched import _core
 from torchsched import schedules as S
 from cuda_helpers import SyncErrors, ulp_distance32
+from test_lr_scheduler import ALL_BUILDERS
 
 DEV = torch.device("cuda", 0)
 BASES = [float(np.float32(x)) for x in (1e-2, 3e-3, 5e-4)]
@@ -258,3 +259,37 @@ def test_cuda_lrs_without_a_usable_cuda_engine_warn_and_keep_the_host_engine(mon
     with pytest.warns(RuntimeWarning, match="per-group path"):
         engine = L._make_engine(sched._ts_build(groups), None, groups, sched)
     assert type(engine) is _core.Stepper
+
+
+class _FakeCudaParam(torch.Tensor):
+    """A CPU leaf tensor that reports a CUDA device, as a parameter: only ``.device`` is faked."""
+
+    @property
+    def device(self):  # type: ignore[override]
+        return torch.device("cuda", 0)
+
+
+def _fake_cuda_sgd(lr, groups=2):
+    params = [torch.zeros(2).as_subclass(_FakeCudaParam).requires_grad_() for _ in range(groups)]
+    return torch.optim.SGD([{"params": [p], "lr": lr() if callable(lr) else lr} for p in params], lr=0.1)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_BUILDERS))
+def test_a_cpu_lr_tensor_with_cuda_params_is_refused_by_every_class(name):
+    # DESIGN: an error, not a fallback: a captured graph would freeze the value the CPU tensor had.
+    with pytest.raises(ValueError, match="param group 0: lr is a CPU tensor but the params are on cuda:0"):
+        ALL_BUILDERS[name](L, _fake_cuda_sgd(lambda: torch.tensor(0.1)))
+    # Python floats stay accepted, as in torch.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sched = ALL_BUILDERS[name](L, _fake_cuda_sgd(0.1))
+    assert len(sched.get_last_lr()) == 2 and all(isinstance(v, float) for v in sched.get_last_lr())
+
+
+def test_a_cpu_lr_tensor_swapped_in_later_is_refused_at_the_next_step():
+    opt = _fake_cuda_sgd(0.1)
+    sched = L.StepLR(opt, 3)
+    opt.param_groups[1]["lr"] = torch.tensor(0.1)
+    opt.step()
+    with pytest.raises(ValueError, match="param group 1: lr is a CPU tensor"):
+        sched.step()

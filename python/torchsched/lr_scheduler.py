@@ -51,6 +51,9 @@ LR storage:
   ``cycle_momentum=True``: momenta are Python floats in the group dicts), ``MultiplicativeLR``,
   configurations on which torch raises, and ``ReduceLROnPlateau`` (its ``float(metrics)`` syncs anyway).
   A core built without CUDA warns once and keeps that path too.
+* A CPU LR tensor in a group whose params are on a CUDA device raises ValueError (at construction, or at
+  the step after it is put in): torch's fused CUDA kernels read it on the host, so a captured graph would
+  freeze its value. Use a tensor on the params' device, or a float.
 * Anything else (LR tensors on a GPU in the cases above, mixed floats and tensors, tensors that require
   grad) takes the per-group path, as torch does: correct, O(groups) in Python. ``_make_engine`` is where
   a device engine plugs in.
@@ -209,6 +212,22 @@ def _params_device(optimizer: Any) -> torch.device | None:
             if isinstance(p, Tensor):
                 return p.device
     return None
+
+
+def _refuse_cpu_lrs_for_cuda_params(groups: Sequence[dict[str, Any]]) -> None:
+    """A CPU LR tensor with CUDA params is an error, not a fallback: torch's fused CUDA kernels read it on the
+    host when step() runs, so a captured CUDA graph freezes the value it had at capture time."""
+    for i, group in enumerate(groups):
+        lr = group.get("lr")
+        if not (isinstance(lr, Tensor) and lr.device.type == "cpu"):
+            continue
+        device = next((p.device for p in group.get("params", ()) if isinstance(p, Tensor)), None)
+        if device is not None and device.type == "cuda":
+            raise ValueError(f"param group {i}: lr is a CPU tensor but the params are on {device}. torch's fused "
+                             "CUDA kernels read a CPU LR on the host at every step, so a captured CUDA graph would "
+                             f"freeze the value it had at capture time. Make it a tensor on {device} "
+                             f"(torch.tensor(lr, device='{device}')), which torchsched then writes on the device, "
+                             "or a Python float")
 
 
 def _group_lrs(groups: Sequence[dict[str, Any]]) -> list[Any]:
@@ -675,6 +694,7 @@ class _Core(_LastLR):
             self._ts_last = self._ts_materialize()
 
     def _ts_prepare(self) -> None:
+        _refuse_cpu_lrs_for_cuda_params(self.optimizer.param_groups)
         self._ts_settle()
         self._ts_core = bool(getattr(type(self).get_lr, "_ts_core", False))
         self._ts_stale = False
@@ -696,6 +716,7 @@ class _Core(_LastLR):
         self._ts_bind(groups)
 
     def _ts_bind(self, groups: list[dict[str, Any]]) -> None:
+        _refuse_cpu_lrs_for_cuda_params(groups)
         self._ts_settle()
         ts = self._ts
         lrs = [g["lr"] for g in groups]
@@ -1463,6 +1484,11 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     ``patience`` and ``cooldown`` are counts: a fractional ``patience`` acts as its floor and a
     fractional ``cooldown`` as its ceiling (what torch's comparisons amount to), stored as integers.
     """
+
+    @functools.wraps(_tl.ReduceLROnPlateau.__init__)
+    def __init__(self, optimizer: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(optimizer, *args, **kwargs)
+        _refuse_cpu_lrs_for_cuda_params(self.optimizer.param_groups)
 
     def step(self, metrics: Any, epoch: Any = None) -> None:  # type: ignore[override]
         """Perform a step."""
