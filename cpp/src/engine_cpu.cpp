@@ -1,7 +1,7 @@
-// Host engine: the same per-group loop the CUDA kernel runs, plus program validation.
+// Host engine: the same per-group loop the CUDA kernel runs, values() over many steps, and program validation.
 #include <algorithm>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <thread>
