@@ -168,6 +168,24 @@ def bench_scheduler(torch: Any, quick: bool) -> tuple[list[dict[str, Any]], list
 
 # ---- 2. end to end -------------------------------------------------------------------------------------
 
+def capture_step(torch: Any, step: Callable[[], None], optimizer: Any) -> Any:
+    """Runs ``step`` three times on a side stream (torch's warm-up before capture), then captures one call of
+    it in a CUDA graph, gradients cleared before each call."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "capturable=True but not capturing" during the warm-up
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    return graph
+
+
 def launch_bound_model(torch: Any, dev: Any, layers: int, width: int) -> Any:
     torch.manual_seed(0)
     mods: list[Any] = []
@@ -224,18 +242,7 @@ def bench_end_to_end(torch: Any, quick: bool, layers: int = 100, width: int = 32
         engine.advance()
         static_loss[:] = [loss]
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "capturable=True but not capturing" during the warm-up
-        for _ in range(3):
-            opt_g.zero_grad(set_to_none=True)
-            body()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    opt_g.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        body()
+    graph = capture_step(torch, body, opt_g)
     # The same step without the schedule (a twin model, float LRs), for the host cost of scheduling in a graph.
     model_p = launch_bound_model(torch, dev, layers, width)
     opt_p = torch.optim.AdamW([{"params": m.parameters()} for m in model_p if isinstance(m, torch.nn.Linear)],
@@ -245,17 +252,7 @@ def bench_end_to_end(torch: Any, quick: bool, layers: int = 100, width: int = 32
         (model_p(x) - y).square().mean().backward()
         opt_p.step()
 
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(3):
-            opt_p.zero_grad(set_to_none=True)
-            plain()
-    torch.cuda.current_stream().wait_stream(side)
-    graph_plain = torch.cuda.CUDAGraph()
-    opt_p.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph_plain):
-        plain()
+    graph_plain = capture_step(torch, plain, opt_p)
     out["graph_ms"] = timed(torch, graph.replay, steps, warm - 3)[2] / 1e3
     out["graph_kernels"] = profiled(torch, graph.replay, 3)[0]
     graph_steps = warm + steps + 3

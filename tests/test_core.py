@@ -504,7 +504,9 @@ def test_core_cos_is_within_one_ulp_of_libm() -> None:
     assert np.all(np.sign(ours) == np.sign(ref))
     ulps = _ulps(ours, ref)
     assert ulps.max() <= 1, f"worst {ulps.max()} ulp at x={xs[int(np.argmax(ulps))]!r}"
-    assert np.mean(ulps == 0) > 0.9  # and equal to the C library's result nearly always
+    same = float(np.mean(ulps == 0))
+    print(f"\ncore cos equals the C library's on {same:.1%} of {xs.size} arguments, worst {ulps.max()} ulp")
+    assert same > 0.9  # and equal to the C library's result nearly always
 
 
 def test_core_cos_near_pi_keeps_the_cosine_tail_exact() -> None:

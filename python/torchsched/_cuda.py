@@ -719,17 +719,23 @@ def check_group_flags(index: int, group: dict[str, Any], kind: str | None, cls_n
                         "build the engine with dtype=torch.float32")
 
 
+def refuse_cpu_lr_for_cuda_params(index: int, lr: Any, param_device: torch.device | None, fix: str) -> None:
+    """A CPU LR tensor with CUDA params is an error, not a fallback (wrap() and the lr_scheduler classes)."""
+    if (isinstance(lr, torch.Tensor) and lr.device.type == "cpu" and param_device is not None
+            and param_device.type == "cuda"):
+        raise ValueError(f"param group {index}: lr is a CPU tensor but the params are on {param_device}. torch's "
+                         "fused CUDA kernels read a CPU LR with .item() when step() is called, so a captured CUDA "
+                         "graph would freeze the value it had at capture time (and every eager step would pay a "
+                         f"host read). {fix}")
+
+
 def check_group_lr(index: int, lr: Any, param_device: torch.device) -> None:
     """Raises when a group's ``lr`` is not a one-element LR tensor of its own on ``param_device``."""
     where = f"param group {index}"
     if not isinstance(lr, torch.Tensor):
         raise ValueError(f"{where}: lr is a Python {type(lr).__name__} ({lr!r}), so the optimizer never reads a device "
                          "LR; install the engine's LR tensors with replace_shared_lr_tensors(optimizer, engine)")
-    if lr.device.type == "cpu" and param_device.type == "cuda":
-        raise ValueError(f"{where}: lr is a CPU tensor but the params are on {param_device}. torch's fused CUDA "
-                         "kernels read a CPU LR with .item() when step() is called, so a captured CUDA graph would "
-                         "freeze the value it had at capture time (and every eager step would pay a host read). "
-                         f"Put the LR on {param_device} (the engine's lr_tensors())")
+    refuse_cpu_lr_for_cuda_params(index, lr, param_device, f"Put the LR on {param_device} (the engine's lr_tensors())")
     if lr.device != param_device:
         raise ValueError(f"{where}: lr is on {lr.device} but the params are on {param_device}; torch's fused kernels "
                          "require the LR on the params' device")

@@ -86,6 +86,7 @@ from torch.optim import lr_scheduler as _tl
 from torch.optim import swa_utils as _tswa
 
 from . import _core
+from ._cuda import refuse_cpu_lr_for_cuda_params
 from ._program import Builder
 from .schedules import Schedule
 
@@ -215,19 +216,13 @@ def _params_device(optimizer: Any) -> torch.device | None:
 
 
 def _refuse_cpu_lrs_for_cuda_params(groups: Sequence[dict[str, Any]]) -> None:
-    """A CPU LR tensor with CUDA params is an error, not a fallback: torch's fused CUDA kernels read it on the
-    host when step() runs, so a captured CUDA graph freezes the value it had at capture time."""
+    """Construction and rebinding: a CPU LR tensor with CUDA params is refused, as by wrap()."""
     for i, group in enumerate(groups):
         lr = group.get("lr")
-        if not (isinstance(lr, Tensor) and lr.device.type == "cpu"):
-            continue
-        device = next((p.device for p in group.get("params", ()) if isinstance(p, Tensor)), None)
-        if device is not None and device.type == "cuda":
-            raise ValueError(f"param group {i}: lr is a CPU tensor but the params are on {device}. torch's fused "
-                             "CUDA kernels read a CPU LR on the host at every step, so a captured CUDA graph would "
-                             f"freeze the value it had at capture time. Make it a tensor on {device} "
-                             f"(torch.tensor(lr, device='{device}')), which torchsched then writes on the device, "
-                             "or a Python float")
+        if isinstance(lr, Tensor) and lr.device.type == "cpu":  # only then look at the params
+            device = next((p.device for p in group.get("params", ()) if isinstance(p, Tensor)), None)
+            refuse_cpu_lr_for_cuda_params(i, lr, device, f"Use a tensor on {device} (which torchsched then writes "
+                                          "on the device) or a Python float")
 
 
 def _group_lrs(groups: Sequence[dict[str, Any]]) -> list[Any]:
@@ -716,7 +711,6 @@ class _Core(_LastLR):
         self._ts_bind(groups)
 
     def _ts_bind(self, groups: list[dict[str, Any]]) -> None:
-        _refuse_cpu_lrs_for_cuda_params(groups)
         self._ts_settle()
         ts = self._ts
         lrs = [g["lr"] for g in groups]
@@ -747,6 +741,7 @@ class _Core(_LastLR):
         if len(groups) != self._ts.groups:
             self._ts_prepare()
         else:
+            _refuse_cpu_lrs_for_cuda_params(groups)  # an LR tensor may have been put in
             self._ts_bind(groups)
         return bool(self._ts.try_step(groups, t, u))
 
