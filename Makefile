@@ -51,17 +51,21 @@ check-wheel: $(STAMP)
 	rm -rf dist && $(PIP) wheel -q --no-build-isolation --no-deps -w dist -Cbuild-dir=build/wheel .
 	$(PY) tools/check_wheel.py dist/*.whl
 
-# A CPU-only build (TORCHSCHED_CUDA=OFF) in its own venv: imports, reports no CUDA, passes the core tests.
+# A CPU-only, portable build in its own venv: no CUDA (TORCHSCHED_CUDA=OFF) and none of the CPython
+# shortcuts in the scheduler step (dict tracking, in-place float stores), i.e. the step that free-threaded
+# and non-CPython interpreters run. It imports, reports both, and passes the core and drop-in tests.
 test-nocuda: $(STAMP)
 	rm -rf dist-nocuda .venv-nocuda
 	TORCHSCHED_CUDA=OFF $(PIP) wheel -q --no-build-isolation --no-deps -w dist-nocuda \
-		-Cbuild-dir=build/nocuda .
+		-Cbuild-dir=build/nocuda -Ccmake.define.TORCHSCHED_CPYTHON_SHORTCUTS=OFF .
 	$(PYTHON) -m venv .venv-nocuda
 	.venv-nocuda/bin/pip install -q numpy pytest pytest-benchmark hypothesis
 	.venv-nocuda/bin/python -c "import torch" 2>/dev/null || .venv-nocuda/bin/pip install -q torch==$(TORCH_VERSION)
 	.venv-nocuda/bin/pip install -q --no-deps dist-nocuda/*.whl
-	cd tests && ../.venv-nocuda/bin/python -c "import torchsched._core as c; assert not c.built_with_cuda(); print('CUDA-off build ok')"
-	.venv-nocuda/bin/python -m pytest -q -p no:cacheprovider tests/test_core.py tests/test_golden.py
+	cd tests && ../.venv-nocuda/bin/python -c "import torchsched._core as c; \
+		assert not c.built_with_cuda() and not c.cpython_shortcuts(); print('CUDA-off portable build ok')"
+	TORCHSCHED_EXPECT_PORTABLE=1 .venv-nocuda/bin/python -m pytest -q -p no:cacheprovider tests/test_core.py \
+		tests/test_golden.py tests/test_lr_scheduler.py
 
 clean:
 	rm -rf build dist dist-nocuda .venv-nocuda .pytest_cache .benchmarks .hypothesis

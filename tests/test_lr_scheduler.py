@@ -1095,6 +1095,56 @@ def test_group_dict_changes_between_steps_are_seen() -> None:
         assert_same_scheduler(sides[0][2], sides[1][2], REL, 0.0, f"step {i}")
 
 
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+def test_every_kind_of_group_dict_edit_is_seen(lr_type: str) -> None:
+    """The step skips lookups only in group dicts nobody touched since its last store (dict versions on
+    CPython 3.10/3.11, a dict watcher on 3.12+): every way of editing a dict must still be seen, including
+    a replaced dict freed and another allocated in its place, and betas that OneCycleLR cycles."""
+    sides = []
+    for M in (TORCH, OURS):
+        o = make_opt({"lrs": [0.1, 0.2, 0.3], "lr_type": lr_type, "opt": "adam"})
+        sides.append((o, M.OneCycleLR(o, max_lr=[1.0, 2.0, 3.0], total_steps=80)))
+    fresh = (lambda v: v) if lr_type == "float" else (lambda v: torch.tensor(v, dtype=torch.float64))
+    for i in range(70):
+        for o, _ in sides:
+            g = o.param_groups
+            if i == 4:
+                g[0].update(lr=fresh(0.7))                       # update()
+            if i == 8:
+                g[1]["lr"] = g[1].pop("lr")                      # deleted and put back: the same object
+            if i == 12:
+                saved = dict(g[2])
+                g[2].clear()
+                g[2].update(saved)                               # cleared and refilled
+            if i == 16:
+                g[0].setdefault("lr", 5.0)                       # no change at all
+            if i == 20:
+                g[1]["betas"] = (0.5, g[1]["betas"][1])          # the momentum entry
+            if i == 24:
+                o.param_groups[2] = dict(g[2])                   # old dict freed, a new one in its place
+                gc.collect()
+                o.param_groups[2] = dict(o.param_groups[2])
+            if i == 28:
+                g[0]["lr"] = fresh(float(g[0]["lr"]) * 0.5)       # a plain store right after a step
+        for o, s in sides:
+            o.step()
+            s.step()
+        assert_same_groups(sides[0][0], sides[1][0], REL, 0.0, f"step {i}")
+        assert_same_scheduler(sides[0][1], sides[1][1], REL, 0.0, f"step {i}")
+
+
+def test_scheduler_step_tracks_unchanged_dicts_on_cpython() -> None:
+    """The C-level step's dict tracking is compiled in on every GIL CPython this package supports: a build
+    that lost it would pass every other test, only slower. `make test-nocuda` builds without it on purpose
+    and says so with TORCHSCHED_EXPECT_PORTABLE=1."""
+    import os
+    import sys
+    import sysconfig
+    gil = not sysconfig.get_config_var("Py_GIL_DISABLED")
+    portable = os.environ.get("TORCHSCHED_EXPECT_PORTABLE") == "1"
+    assert _core.cpython_shortcuts() is (sys.implementation.name == "cpython" and gil and not portable)
+
+
 def test_last_lr_survives_a_rebuild_before_it_is_read() -> None:
     """get_last_lr() is built lazily from the engine; recompiling or rebinding first must not lose it."""
     for lr_type in ("float", "f64"):

@@ -279,9 +279,11 @@ void intern_names() {
 // Stores v as d[key] and returns the object d[key] now holds (borrowed; null with a Python error). An
 // exact float that only the dict references is invisible to everyone else, so overwriting its value in
 // place is indistinguishable from storing a new float, and saves the allocation and the dict store
-// (the float path's cost per group).
+// (the float path's cost per group). TORCHSCHED_NO_CPYTHON_SHORTCUTS builds the portable path that
+// other Pythons take, so it can be tested on this one.
 inline PyObject* store_float(PyObject* d, PyObject* key, PyObject* old, double v) {
-#if !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API) && PY_VERSION_HEX < 0x030E0000
+#if !defined(TORCHSCHED_NO_CPYTHON_SHORTCUTS) && !defined(Py_GIL_DISABLED) && !defined(Py_LIMITED_API) && \
+    PY_VERSION_HEX < 0x030E0000
   if (old != nullptr && PyFloat_CheckExact(old) && Py_REFCNT(old) == 1) {
     reinterpret_cast<PyFloatObject*>(old)->ob_fval = v;
     return old;
@@ -294,23 +296,53 @@ inline PyObject* store_float(PyObject* d, PyObject* key, PyObject* old, double v
   return rc == 0 ? f : nullptr;
 }
 
-// PEP 509's dict version: a globally unique value that changes whenever the dict is modified. A group
-// dict whose version is what it was after our last store still holds the objects we saw then, so its
-// entries need no lookup. Used only on CPython 3.10 and 3.11, where PEP 509 holds as written (3.12
-// deprecated the field and repurposed its low bits); elsewhere every step looks the entries up.
-#if !defined(Py_LIMITED_API) && !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030C0000
-#define TS_DICT_VERSION 1
+// Unchanged group dicts: a group dict that nobody modified since our last store still holds the objects
+// we saw then, so its entries need no lookup. dict_stamp(d) changes whenever d is modified:
+//  * CPython 3.10/3.11: PEP 509's version tag, globally unique per modification.
+//  * CPython 3.12+: PEP 509 is deprecated there (its low bits are repurposed); a dict watcher, its
+//    replacement, counts every modification (and deallocation) of any watched dict, so a change to one
+//    group dict makes every group look its entries up once. Our own stores count too: the step records
+//    the stamp after them, and other schedulers on the same dicts see the change.
+// Free-threaded and limited-API builds, and TORCHSCHED_NO_CPYTHON_SHORTCUTS (to test that path on any
+// Python), look every entry up each step.
+#if !defined(TORCHSCHED_NO_CPYTHON_SHORTCUTS) && !defined(Py_LIMITED_API) && !defined(Py_GIL_DISABLED) && \
+    PY_VERSION_HEX < 0x030C0000
+#define TS_DICT_TRACKING 1
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 #endif
-inline uint64_t dict_version(PyObject* d) { return reinterpret_cast<PyDictObject*>(d)->ma_version_tag; }
+inline uint64_t dict_stamp(PyObject* d) { return reinterpret_cast<PyDictObject*>(d)->ma_version_tag; }
 #if defined(__GNUC__)
 #pragma GCC diagnostic pop
 #endif
+inline bool watch_dict(PyObject*) { return true; }
+void start_dict_tracking() {}
+#elif !defined(TORCHSCHED_NO_CPYTHON_SHORTCUTS) && !defined(Py_LIMITED_API) && !defined(Py_GIL_DISABLED) && \
+    defined(PY_VERSION_HEX) && PY_VERSION_HEX >= 0x030C0000 && !defined(PYPY_VERSION)
+#define TS_DICT_TRACKING 1
+uint64_t g_dict_edits = 0;  // modifications of watched dicts, under the GIL
+int g_dict_watcher = -1;    // -1: no watcher slot was free; every step looks its entries up
+int count_dict_edit(PyDict_WatchEvent, PyObject*, PyObject*, PyObject*) {
+  ++g_dict_edits;
+  return 0;
+}
+inline uint64_t dict_stamp(PyObject*) { return g_dict_edits; }
+inline bool watch_dict(PyObject* d) {
+  if (g_dict_watcher < 0) return false;
+  if (PyDict_Watch(g_dict_watcher, d) == 0) return true;
+  PyErr_Clear();
+  return false;
+}
+void start_dict_tracking() {
+  g_dict_watcher = PyDict_AddWatcher(count_dict_edit);
+  if (g_dict_watcher < 0) PyErr_Clear();  // all slots taken: correct, only slower
+}
 #else
-#define TS_DICT_VERSION 0
-inline uint64_t dict_version(PyObject*) { return 0; }
+#define TS_DICT_TRACKING 0
+inline uint64_t dict_stamp(PyObject*) { return 0; }
+inline bool watch_dict(PyObject*) { return false; }
+void start_dict_tracking() {}
 #endif
 
 // Per-group parameters of the split torch rules: every other parameter must agree across groups for
@@ -392,7 +424,7 @@ class Stepper {
     for (Py_ssize_t g = 0; g < G; ++g) {
       PyObject* d = PyList_GET_ITEM(groups, g);
       if (!PyDict_CheckExact(d)) return false;
-      if (TS_DICT_VERSION && d == seen_dict_[g] && dict_version(d) == seen_ver_[g]) {
+      if (TS_DICT_TRACKING && d == seen_dict_[g] && dict_stamp(d) == seen_ver_[g]) {
         // unchanged since our last store: objs_[g] / mobjs_[g] are still its entries, checked then
         if (storage_ == kFloats) {
           PyObject* v = objs_[g];
@@ -466,12 +498,12 @@ class Stepper {
     }
     if (!mroots_.empty() && !store_momentum(groups, relookup)) return false;
     std::memcpy(mirror_.data(), vals_.data(), sizeof(double) * static_cast<size_t>(G));
-    if (TS_DICT_VERSION && !relookup) {
-      // every group's entries are what objs_ / mobjs_ hold now: remember each dict's version
+    if (TS_DICT_TRACKING && !relookup) {
+      // every group's entries are what objs_ / mobjs_ hold now: remember each dict's stamp
       for (Py_ssize_t g = 0; g < G; ++g) {
         PyObject* d = PyList_GET_ITEM(groups, g);
-        seen_dict_[g] = d;
-        seen_ver_[g] = dict_version(d);
+        seen_dict_[g] = (d == seen_dict_[g] || watch_dict(d)) ? d : nullptr;
+        seen_ver_[g] = dict_stamp(d);
       }
     }
     fresh_ = true;
@@ -686,7 +718,7 @@ class Stepper {
   int32_t dtype_ = DT_FLOAT64;
   std::vector<double> mirror_, vals_, mvals_, prev_, ins_;
   // Borrowed entries of each group dict: lr (floats) and momentum / betas. Valid from ready() to the
-  // store when no Python code ran in between, and across steps while the dict's version is seen_ver_.
+  // store when no Python code ran in between, and across steps while the dict's stamp is seen_ver_.
   std::vector<PyObject*> objs_, mobjs_;
   std::vector<PyObject*> seen_dict_;  // compared, never dereferenced unless equal to the live dict
   std::vector<uint64_t> seen_ver_;
@@ -888,6 +920,7 @@ py::list plateau_step(py::dict d, py::list groups, double metric, py::handle ten
 
 void register_bindings(py::module_& m) {
   intern_names();
+  start_dict_tracking();
   py::class_<Stepper>(m, "Stepper", "One drop-in scheduler's compiled program and LR storage (torchsched.lr_scheduler).")
       .def(py::init<const Program&, Int32Array, DoubleArray, int, Int32Array, int>(), py::arg("program"),
            py::arg("roots"), py::arg("scale"), py::arg("combine") = 0,
@@ -977,6 +1010,8 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("x"), "The core's cosine (the native cosine families use it), elementwise.");
   m.def("built_with_cuda", [] { return kBuiltWithCuda; }, "True when the CUDA engine was compiled in.");
+  m.def("cpython_shortcuts", [] { return TS_DICT_TRACKING != 0; },
+        "True when the scheduler step skips lookups in unchanged group dicts (dict versions or a watcher).");
   m.def("cuda_available", &core_cuda_available, "True when built with CUDA and a CUDA device is visible.");
 
   py::class_<Program>(m, "Program")
