@@ -74,6 +74,25 @@ def timed(torch: Any, step: Callable[[], None], steps: int, warmup: int) -> tupl
     return (t1 - t0) / steps * 1e6, start.elapsed_time(end) / steps * 1e3, (t2 - t0) / steps * 1e6
 
 
+_PROFILER_SEES_DEVICE: bool | None = None
+
+
+def profiler_sees_device(torch: Any) -> bool:
+    """Whether torch.profiler records device activity here at all (CUPTI works): one known kernel must show."""
+    global _PROFILER_SEES_DEVICE
+    if _PROFILER_SEES_DEVICE is None:
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+
+        probe = torch.zeros(1, device="cuda")
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            probe.add_(1)
+            torch.cuda.synchronize()
+        _PROFILER_SEES_DEVICE = any(e.device_type == DeviceType.CUDA for e in prof.events())
+    return _PROFILER_SEES_DEVICE
+
+
 def profiled(torch: Any, step: Callable[[], None], steps: int) -> tuple[float | None, float | None, list[str]]:
     """(device activities per step, GPU busy µs per step, distinct names) from torch.profiler; (None, None)
     when the profiler records no device activity at all (no CUPTI)."""
@@ -85,9 +104,13 @@ def profiled(torch: Any, step: Callable[[], None], steps: int) -> tuple[float | 
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
-    device = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    # gpu_user_annotation events (record_function ranges such as Optimizer.step, mirrored on the GPU
+    # timeline) are device events too but launch nothing and span kernels counted already: torch's own
+    # tables leave them out as well.
+    device = [e for e in prof.events() if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
     if not device:
-        return None, None, []
+        # A step with no device work (torch's scheduler on float LRs) launches 0 kernels; n/a only without CUPTI.
+        return (0.0, 0.0, []) if profiler_sees_device(torch) else (None, None, [])
     busy = sum(e.time_range.elapsed_us() for e in device)
     return len(device) / steps, busy / steps, sorted({e.name for e in device})
 

@@ -563,6 +563,25 @@ def test_an_engine_on_another_device_launches_there():
     assert engine.lr_buffer.item() == pytest.approx(S.cosine(10)(1), rel=1e-7)
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_found_inf_of_an_optimizer_on_two_devices_is_set_when_either_is():
+    a = torch.nn.Parameter(torch.ones(4, device="cuda:0"))
+    b = torch.nn.Parameter(torch.ones(4, device="cuda:1"))
+    opt = torch.optim.AdamW([{"params": [a]}, {"params": [b]}], lr=1e-3, fused=True)
+    engine = CudaEngine(S.cosine(10), [1e-3], params=[a])
+    scaler = torch.amp.GradScaler("cuda")
+    for loss in scaler.scale([a.sum(), b.sum()]):
+        loss.backward()
+    b.grad[0] = math.inf  # only cuda:1 overflows, yet the optimizer skips the step on both devices
+    scaler.step(opt)
+    flag = tc.scaler_found_inf(scaler, opt, DEV)
+    assert flag.device == DEV and flag.item() == 1.0
+    assert torch.equal(a.detach(), torch.ones(4, device=DEV))
+    engine.advance(flag)
+    scaler.update()
+    assert engine.resync() == 0
+
+
 # ---- any number of groups in one launch ------------------------------------------------------------
 
 @pytest.mark.parametrize("groups", [1, 1000, 100_000])

@@ -517,6 +517,24 @@ def test_bad_options_name_the_group_and_value(kwargs: dict[str, Any], exc: type,
         wrap(_two_groups(), S.constant(), **kwargs)
 
 
+class _FakeCudaParam(torch.Tensor):
+    """A CPU leaf tensor that reports a CUDA device: only ``.device`` is faked, so checks made before any
+    CUDA work can be tested without a GPU."""
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return torch.device("cuda", 0)
+
+
+def test_fused_cuda_groups_refuse_a_float64_lr_before_any_step() -> None:
+    # torch's fused CUDA kernels read the LR as float32: a float64 buffer would fail inside torch's step().
+    p = torch.zeros(2).as_subclass(_FakeCudaParam).requires_grad_()
+    opt = torch.optim.AdamW([p], lr=1e-3, fused=True)
+    with pytest.raises(TypeError, match=r"param group 0 is fused: .* read the LR tensor as float32, got "
+                                        r"lr_dtype=torch.float64; use lr_dtype=torch.float32"):
+        wrap(opt, S.constant(), lr_dtype=torch.float64)
+
+
 def test_bad_optimizers_schedules_and_lrs() -> None:
     with pytest.raises(TypeError, match=r"optimizer must be a torch.optim.Optimizer, got object"):
         wrap(object(), S.constant())  # type: ignore[arg-type]

@@ -641,7 +641,9 @@ def check_state_dict(state: Any, groups: int) -> tuple[int, list[float], list[fl
 def scaler_found_inf(scaler: Any, optimizer: torch.optim.Optimizer, device: Any) -> torch.Tensor:
     """The float32 inf/NaN flag ``scaler`` recorded for ``optimizer`` on ``device``, to pass to
     :meth:`CudaEngine.advance`. Call it after ``scaler.step(optimizer)`` and before ``scaler.update()`` (which
-    discards it). Reads the scaler's per-optimizer state (torch has no public accessor for it); no sync."""
+    discards it). When the optimizer's params span several devices, it is the sum of their flags on ``device``
+    (the optimizer skips if any is set). Reads the scaler's per-optimizer state (torch has no public accessor
+    for it); no sync."""
     if not isinstance(scaler, torch.amp.GradScaler):
         raise TypeError(f"scaler must be a torch.amp.GradScaler, got {type(scaler).__name__}")
     if not scaler.is_enabled():
@@ -659,6 +661,10 @@ def scaler_found_inf(scaler: Any, optimizer: torch.optim.Optimizer, device: Any)
         have = ", ".join(map(str, per_device)) or "none"
         raise ValueError(f"the scaler has no found_inf for this optimizer on {dev} (devices recorded: {have}); "
                          "call it after scaler.step(optimizer) and before scaler.update()")
+    if len(per_device) > 1:
+        # The optimizer skips when any of its devices found an inf (GradScaler sums the flags), so the
+        # engine must read that sum, not its own device's flag. Async copies: no sync.
+        flag = torch.stack([t.to(dev, non_blocking=True) for t in per_device.values()]).sum()
     return flag
 
 

@@ -300,6 +300,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         mult_f = _nonneg_finite(what, mult)
         tensor = _reads_tensor_lr(self._optimizer, group)
         device = _group_device(index, group) if tensor else torch.device("cpu")
+        if tensor and device.type == "cuda" and group.get("fused") and self._dtype != torch.float32:
+            # caught here, not by torch at the first step(): fused CUDA kernels read the LR as float32
+            raise TypeError(f"{label} is fused: torch's fused CUDA kernels read the LR tensor as float32, got "
+                            f"lr_dtype={self._dtype}; use lr_dtype=torch.float32 (the default)")
         self._schedules.append(sched)
         self._base_lrs.append(base)
         self._multipliers.append(mult_f)
