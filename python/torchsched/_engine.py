@@ -11,6 +11,7 @@ import numbers
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from . import _core
 from ._program import compile_many
@@ -32,11 +33,7 @@ def buffer_pointer(out: Any, count: int, *, name: str = "out") -> tuple[int, int
         if out.size != count:
             raise ValueError(f"{name} has {out.size} elements, expected {count} (one per group)")
         return int(out.ctypes.data), code
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(out, torch.Tensor):
+    if isinstance(out, torch.Tensor):
         if out.device.type != "cpu":
             raise ValueError(f"{name} is on {out.device}; this call writes CPU memory (use the CUDA engine)")
         if out.dtype == torch.float32:
@@ -97,10 +94,10 @@ class Engine:
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"step must be an integer >= 0, got {step!r}")
         self.schedules = scheds
-        self.base_lrs = base
-        self.multipliers = mult
+        self.base_lrs: list[float] = base
+        self.multipliers: list[float] = mult
         program, roots = compile_many(scheds)
-        self._core = _core.Engine(program, roots, np.asarray(base) * np.asarray(mult), int(step))
+        self._core: _core.Engine = _core.Engine(program, roots, np.asarray(base) * np.asarray(mult), int(step))
         self._core.write(0, FLOAT64, 0)  # the mirror holds f(step) from the start
         self._bound: tuple[Any, int, int] | None = None  # (owner, address, dtype) of a bound buffer
 

@@ -166,8 +166,9 @@ def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multi
                          "wrap one optimizer per device")
     from ._cuda import CudaBinding, CudaEngine
 
-    engine = CudaEngine(list(schedules), list(base_lrs), list(multipliers), step=step, device=cuda[0], dtype=dtype)
-    return CudaBinding(engine, tensor_groups)
+    cuda_engine = CudaEngine(list(schedules), list(base_lrs), list(multipliers), step=step, device=cuda[0],
+                             dtype=dtype)
+    return CudaBinding(cuda_engine, tensor_groups)
 
 
 def _engine_step(binding: Any) -> int:

@@ -199,7 +199,7 @@ def step(step_size: int, gamma: float = 0.1, *, init: float = 1.0) -> Schedule:
                  [_nonneg("init", init), _positive("step_size", step_size), _nonneg("gamma", gamma)])
 
 
-def piecewise_constant(boundaries: Sequence[int], values: Sequence[float], *, switch_after: bool = False) -> Schedule:
+def piecewise_constant(boundaries: Sequence[float], values: Sequence[float], *, switch_after: bool = False) -> Schedule:
     """``values[k]`` where k boundaries have been reached; ``len(values) == len(boundaries) + 1``.
 
     A boundary b is reached at ``t >= b`` (torch, optax); ``switch_after=True`` reaches it at ``t > b``
@@ -423,7 +423,7 @@ def _check_schedule(name: str, s: Any) -> Schedule:
     return s
 
 
-def sequence(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+def sequence(schedules: Sequence[Schedule], boundaries: Sequence[float]) -> Schedule:
     """``schedules[k]`` from ``boundaries[k-1]`` on, on its own clock (it sees ``t - boundaries[k-1]``),
     as optax ``join_schedules``. Needs ``len(boundaries) == len(schedules) - 1``."""
     scheds = [_check_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
