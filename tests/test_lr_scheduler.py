@@ -181,6 +181,9 @@ def run_pair(cfg: dict[str, Any], build: Builder, *, companion: Builder | None =
     for i in range(steps):
         if edit is not None and i == edit[0]:
             hand_edit(ot, edit), hand_edit(os_, edit)
+        for when, g, key, value in cfg.get("key_edits", ()):
+            if when == i:
+                key_edit(ot, g, key, value), key_edit(os_, g, key, value)
         results = []
         for opt, sched, other in sides:
             def one(opt=opt, sched=sched, other=other) -> None:
@@ -236,6 +239,11 @@ def hand_edit(opt: Any, edit: tuple[int, int, str, float]) -> None:
             lr.mul_(factor)
     else:
         group["lr"] = lr * factor
+
+
+def key_edit(opt: Any, g: int, key: str, value: Any) -> None:
+    """Sets a group key torch reads every step (OneCycleLR's max_lr, SWALR's swa_lr, ...)."""
+    opt.param_groups[g % len(opt.param_groups)][key] = value
 
 
 # ---- strategies ------------------------------------------------------------------------------------
@@ -1200,3 +1208,194 @@ def test_a_shared_default_lr_tensor_becomes_one_tensor_per_group() -> None:
             s.step()
         assert_same_groups(sides[0][0], sides[1][0], REL, 0.0, f"step {i}")
         assert_same_scheduler(sides[0][1], sides[1][1], REL, 0.0, f"step {i}")
+
+
+# ---- group keys torch reads at every step: OneCycleLR's phase LRs and momenta, SWALR's swa_lr ----------
+
+def put(key: str, value: Any) -> Callable[[dict[str, Any]], Any]:
+    """Sets group[key]; a callable value makes each side's own object (a fresh float, a tensor)."""
+    return lambda group: group.__setitem__(key, value() if callable(value) else value)
+
+
+def run_group_edits(build: Builder, cfg: dict[str, Any], actions: dict[int, tuple[int, Any]], steps: int) -> None:
+    """torch and ours side by side; actions[i] = (group, fn(group dict)) runs on both sides before step i.
+    After every other action get_lr() (which must see the edit too, and leave get_last_lr() alone) is
+    compared first; after the others, the step itself meets the edit."""
+    sides = []
+    for M in (TORCH, OURS):
+        o = make_opt(cfg)
+        sides.append((o, build(M, o)))
+    with_get_lr = set(sorted(actions)[1::2])
+    for i in range(steps):
+        if i in actions:
+            g, fn = actions[i]
+            for o, s in sides:
+                fn(o.param_groups[g])
+        if i in with_get_lr:
+            got = [s.get_lr() for _, s in sides]
+            assert len(got[0]) == len(got[1])
+            for k, (a, b) in enumerate(zip(*got)):
+                close(a, b, REL, 0.0, f"step {i} get_lr()[{k}]")
+            assert_same_scheduler(sides[0][1], sides[1][1], REL, 0.0, f"step {i} after get_lr()")
+        for o, s in sides:
+            o.step()
+            s.step()
+        assert_same_groups(sides[0][0], sides[1][0], REL, 0.0, f"step {i}")
+        assert_same_scheduler(sides[0][1], sides[1][1], REL, 0.0, f"step {i}")
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+@pytest.mark.parametrize("cycle_momentum", [True, False])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+def test_onecyclelr_group_key_edits_take_effect_like_torch(lr_type: str, opt: str, cycle_momentum: bool,
+                                                          three_phase: bool) -> None:
+    """torch's OneCycleLR.get_lr reads initial_lr, max_lr, min_lr (and max_momentum, base_momentum when it
+    cycles momentum or beta1) from the groups at every step: an edit changes the schedule from the next
+    step on, in every phase."""
+    actions: dict[int, tuple[int, Any]] = {
+        3: (0, put("max_lr", 0.7)),
+        9: (1, put("initial_lr", 0.01)),
+        15: (2, put("min_lr", 1e-3)),
+        21: (0, put("max_momentum", 0.97)),
+        27: (1, put("base_momentum", 0.8)),
+        33: (2, put("max_lr", 2)),                       # an int
+        39: (0, put("initial_lr", 0.02)),
+        45: (1, put("max_lr", lambda: float("0.5"))),    # the value it has, in a new float object
+        51: (2, put("base_momentum", 0.85)),
+        57: (0, put("min_lr", 0.0)),
+        63: (1, put("max_momentum", 1)),
+        69: (2, put("initial_lr", 0.05)),
+    }
+    if lr_type == "f64":  # a tensor value (torch computes in tensor arithmetic), edited in place, then a float
+        actions[12] = (0, put("max_lr", lambda: torch.tensor(0.6, dtype=torch.float64)))
+        actions[18] = (0, lambda group: group["max_lr"].fill_(0.4))
+        actions[30] = (0, put("max_lr", 0.3))
+    cfg = {"lrs": [0.1, 0.2, 0.3], "lr_type": lr_type, "opt": opt}
+    run_group_edits(lambda M, o: M.OneCycleLR(o, [1.0, 0.5, 0.3], total_steps=80, three_phase=three_phase,
+                                              cycle_momentum=cycle_momentum), cfg, actions, 79)
+
+
+@pytest.mark.parametrize("strategy", ["cos", "linear"])
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+def test_swalr_swa_lr_edits_take_effect_like_torch(lr_type: str, strategy: str) -> None:
+    """torch's SWALR.get_lr reads every group's swa_lr at every step, while annealing and after."""
+    actions: dict[int, tuple[int, Any]] = {
+        2: (0, put("swa_lr", 0.2)),
+        6: (1, put("swa_lr", 0.001)),
+        11: (2, put("swa_lr", 1)),                       # an int
+        15: (0, put("swa_lr", lambda: float("0.2"))),    # the value it has, in a new float object
+        19: (1, put("swa_lr", 0.07)),
+    }
+    if lr_type == "f64":
+        actions[8] = (2, put("swa_lr", lambda: torch.tensor(0.03, dtype=torch.float64)))
+        actions[10] = (2, lambda group: group["swa_lr"].fill_(0.09))
+    cfg = {"lrs": [0.1, 0.2, 0.3], "lr_type": lr_type, "opt": "sgd"}
+    run_group_edits(lambda M, o: M.SWALR(o, [0.05, 0.01, 0.5], 13, strategy), cfg, actions, 40)
+
+
+@st.composite
+def group_key_edits(draw: Any, keys: list[tuple[tuple[str, ...], list[Any]]]) -> list[tuple[int, int, str, Any]]:
+    """Up to five (step, group, key, value) edits; keys pairs key names with the values they may take."""
+    edits = []
+    for _ in range(draw(st.integers(0, 5))):
+        names, values = draw(st.sampled_from(keys))
+        edits.append((draw(st.integers(0, STEPS - 1)), draw(st.integers(0, 3)), draw(st.sampled_from(names)),
+                      draw(st.sampled_from(values))))
+    return edits
+
+
+@hyp
+@given(cfg=configs(), data=st.data())
+def test_onecyclelr_random_group_key_edits(cfg: dict[str, Any], data: Any) -> None:
+    cfg["key_edits"] = data.draw(group_key_edits([(("initial_lr", "max_lr", "min_lr"), [0.5, 0.05, 1.0, 2, 1e-3, 0.0]),
+                                                  (("max_momentum", "base_momentum"), [0.8, 0.95, 0.9, 0.5, 1])]))
+    kw = {
+        "max_lr": per_group(data.draw, cfg, st.sampled_from([0.1, 0.5, 1.0])),
+        "anneal_strategy": data.draw(st.sampled_from(["cos", "linear"])),
+        "cycle_momentum": data.draw(st.booleans()),
+        "three_phase": data.draw(st.booleans()),
+    }
+    run_pair(cfg, lambda M, o: M.OneCycleLR(o, total_steps=STEPS + 1, **kw), companion=data.draw(companion_strategy()))
+
+
+@hyp
+@given(cfg=configs(), data=st.data())
+def test_swalr_random_group_key_edits(cfg: dict[str, Any], data: Any) -> None:
+    cfg["key_edits"] = data.draw(group_key_edits([(("swa_lr",), [0.5, 0.05, 1, 1e-3, 0.0])]))
+    swa_lr = per_group(data.draw, cfg, st.sampled_from([0.05, 0.01, 0.5]))
+    epochs = data.draw(st.integers(0, 40))
+    strategy = data.draw(st.sampled_from(["cos", "linear"]))
+    run_pair(cfg, lambda M, o: M.SWALR(o, swa_lr, epochs, strategy), companion=data.draw(companion_strategy()))
+
+
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+@pytest.mark.parametrize("name,key", [("OneCycleLR", "max_lr"), ("OneCycleLR", "base_momentum"), ("SWALR", "swa_lr")])
+def test_a_group_key_edit_costs_one_python_step(name: str, key: str, lr_type: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The step after an edit recompiles in Python; the steps after it are the C-level step again."""
+    o = make_opt({"lrs": [0.1, 0.2], "lr_type": lr_type, "opt": "sgd"})
+    s = ALL_BUILDERS[name](OURS, o)
+    o.step()
+    s.step()
+    calls = []
+    original = type(s)._ts_step
+    monkeypatch.setattr(type(s), "_ts_step", lambda self, epoch=None: (calls.append(epoch), original(self, epoch)))
+    for i in range(40):
+        if i == 10:
+            o.param_groups[1][key] = 0.25
+        if i == 20:
+            o.param_groups[0]["weight_decay"] = 1e-4  # another key: looked at, nothing to recompile
+        o.step()
+        s.step()
+    assert calls == [None]
+
+
+def test_stepper_watched_group_keys() -> None:
+    """The Stepper is not ready when a watched key differs from the value it was compiled from, is missing,
+    or holds something only Python can read (a tensor); watched_same() compares any number."""
+    import numpy as np
+
+    prog = S.constant(1.0)._program()
+    st_ = _core.Stepper(prog, np.zeros(1, np.int32), np.ones(1))
+    with pytest.raises(ValueError, match="one value per group and key"):
+        st_.watch(("max_lr",), np.zeros(2))
+    st_.watch(("max_lr", "min_lr"), [0.5, 0.0])
+    st_.bind_floats()
+    groups: list[dict[str, Any]] = [{"lr": 0.1, "max_lr": 0.5, "min_lr": 0}]
+    assert st_.watched_same(groups) and st_.try_step(groups, 1)
+    groups[0]["max_lr"] = 0.25
+    assert not st_.watched_same(groups) and not st_.try_step(groups, 2)
+    groups[0]["max_lr"] = torch.tensor(0.5, dtype=torch.float64)
+    assert st_.watched_same(groups) and not st_.try_step(groups, 2)
+    del groups[0]["max_lr"]
+    assert not st_.watched_same(groups) and not st_.try_step(groups, 2)
+    groups[0]["max_lr"] = 0.5
+    assert st_.watched_same(groups) and st_.try_step(groups, 2)
+    assert not st_.watched_same([{"lr": 0.1}, {"lr": 0.1}])  # another number of groups
+
+
+@pytest.mark.cuda
+def test_group_key_edits_are_seen_on_the_cuda_engine() -> None:
+    """OneCycleLR on CUDA LR tensors: an edited max_lr / min_lr rebuilds the device engine, torch's numbers."""
+    sides = []
+    for M, device in ((TORCH, "cpu"), (OURS, "cuda")):
+        params = [torch.nn.Parameter(torch.ones(2, device=device)) for _ in range(2)]
+        lrs: list[Any] = [0.1, 0.2] if M is TORCH else [torch.tensor(v, dtype=torch.float64, device=device)
+                                                        for v in (0.1, 0.2)]
+        o = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=0.1)
+        sides.append((o, M.OneCycleLR(o, [0.3, 0.5], total_steps=90, cycle_momentum=False)))
+    assert type(sides[1][1]._ts) is ts._CudaStepper
+    for i in range(85):
+        for o, _ in sides:
+            if i == 10:
+                o.param_groups[0]["max_lr"] = 0.9
+            if i == 50:
+                o.param_groups[1]["min_lr"] = 0.01
+        for _, s in sides:
+            s.step()
+        for a, b in zip(sides[0][1].get_last_lr(), sides[1][1].get_last_lr()):
+            close(a, b, REL, 0.0, f"step {i} get_last_lr")
+        for gt, gs in zip(sides[0][0].param_groups, sides[1][0].param_groups):
+            close(gt["lr"], gs["lr"], REL, 0.0, f"step {i} lr")
+    assert type(sides[1][1]._ts) is ts._CudaStepper

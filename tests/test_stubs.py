@@ -1,5 +1,6 @@
 """python/torchsched/_core.pyi against the compiled module: the same public names, the same class members
-and properties, the same parameter names; and mypy's stubtest over the module when mypy is installed."""
+and properties, the same parameter names; and, when mypy is installed, its stubtest over the module and
+mypy over the whole package."""
 
 from __future__ import annotations
 
@@ -186,3 +187,14 @@ def test_stubtest(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Success" in proc.stdout
+
+
+def test_package_type_checks(tmp_path: pathlib.Path) -> None:
+    """mypy over the whole package, torch's annotations included: the package ships py.typed, so its own
+    annotations must hold."""
+    pytest.importorskip("mypy", reason="mypy is not installed in this environment (`make venv` adds it)")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"), "python/torchsched"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -416,6 +416,38 @@ class Stepper {
   void unbind() { storage_ = kNone; views_ = py::tuple(); ptr_ = 0; forget_dicts(); }
   int storage() const { return storage_; }
 
+  // Group keys the program was compiled from (OneCycleLR's max_lr, SWALR's swa_lr, ...) and their values,
+  // group by group: torch reads them every step, so a step is not ready once one of them changes.
+  void watch(py::tuple keys, DoubleArray values) {
+    const size_t K = keys.size();
+    if (static_cast<size_t>(values.size()) != K * roots_.size())
+      throw std::invalid_argument("watch needs one value per group and key");
+    std::vector<py::object> names;
+    for (size_t k = 0; k < K; ++k) {
+      PyObject* name = keys[k].ptr();
+      if (!PyUnicode_CheckExact(name)) throw py::type_error("watched keys must be str");
+      Py_INCREF(name);
+      PyUnicode_InternInPlace(&name);
+      names.push_back(py::reinterpret_steal<py::object>(name));
+    }
+    wkeys_ = std::move(names);
+    wvals_.assign(values.data(), values.data() + values.size());
+    forget_dicts();
+  }
+
+  // Whether every watched key still holds its compiled value, read as Python would (a tensor's value too).
+  bool watched_same(py::object groups) const {
+    PyObject* list = groups.ptr();
+    if (wkeys_.empty()) return true;
+    if (!PyList_Check(list) || static_cast<size_t>(PyList_GET_SIZE(list)) != roots_.size()) return false;
+    for (Py_ssize_t g = 0; g < static_cast<Py_ssize_t>(roots_.size()); ++g) {
+      if (g >= PyList_GET_SIZE(list)) return false;  // a __float__ below may edit the list
+      py::object d = py::reinterpret_borrow<py::object>(PyList_GET_ITEM(list, g));
+      if (!watched_match(d.ptr(), g, false)) return false;
+    }
+    return true;
+  }
+
   // Phase 1, no Python code runs: can this step be stored in place? Collects the previous LRs.
   bool ready(PyObject* groups, double t) {
     const Py_ssize_t G = static_cast<Py_ssize_t>(roots_.size());
@@ -433,6 +465,7 @@ class Stepper {
         continue;
       }
       seen_dict_[g] = nullptr;
+      if (!wkeys_.empty() && !watched_match(d, g, true)) return false;
       PyObject* v = PyDict_GetItemWithError(d, s_lr);
       if (v == nullptr) { PyErr_Clear(); return false; }
       if (storage_ == kFloats) {
@@ -556,6 +589,31 @@ class Stepper {
     if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
     (void)what;
     return v;
+  }
+
+  // strict (ready(), where no Python code may run): only exact floats and ints are read; anything else
+  // (a tensor) is left to Python. A missing key or an error counts as a change.
+  bool watched_match(PyObject* d, Py_ssize_t g, bool strict) const {
+    if (!PyDict_Check(d)) return false;
+    const size_t K = wkeys_.size();
+    for (size_t k = 0; k < K; ++k) {
+      PyObject* v = PyDict_GetItemWithError(d, wkeys_[k].ptr());
+      if (v == nullptr) { PyErr_Clear(); return false; }
+      double x;
+      if (PyFloat_CheckExact(v)) {
+        x = PyFloat_AS_DOUBLE(v);
+      } else if (PyLong_CheckExact(v)) {
+        x = PyLong_AsDouble(v);
+      } else if (strict) {
+        return false;
+      } else {
+        py::object held = py::reinterpret_borrow<py::object>(v);  // its __float__ may edit the dict
+        x = PyFloat_AsDouble(held.ptr());
+      }
+      if (x == -1.0 && PyErr_Occurred()) { PyErr_Clear(); return false; }
+      if (!(x == wvals_[static_cast<size_t>(g) * K + k])) return false;
+    }
+    return true;
   }
 
   static py::list to_list(const std::vector<double>& v) {
@@ -722,6 +780,8 @@ class Stepper {
   std::vector<PyObject*> objs_, mobjs_;
   std::vector<PyObject*> seen_dict_;  // compared, never dereferenced unless equal to the live dict
   std::vector<uint64_t> seen_ver_;
+  std::vector<py::object> wkeys_;  // watched group keys (interned) and their values, G x K
+  std::vector<double> wvals_;
 };
 
 Stepper* stepper_of(PyObject* obj) {
@@ -937,6 +997,8 @@ void register_bindings(py::module_& m) {
       .def("bind_floats", &Stepper::bind_floats)
       .def("bind_buffer", &Stepper::bind_buffer, py::arg("views"), py::arg("ptr"), py::arg("dtype"))
       .def("unbind", &Stepper::unbind)
+      .def("watch", &Stepper::watch, py::arg("keys"), py::arg("values"))
+      .def("watched_same", &Stepper::watched_same, py::arg("groups"))
       .def("try_step", &Stepper::try_step, py::arg("groups"), py::arg("t"), py::arg("u") = NAN)
       .def("compute", &Stepper::compute, py::arg("t"), py::arg("prevs") = py::none(), py::arg("u") = NAN)
       .def("compute_momentum", &Stepper::compute_momentum, py::arg("t"), py::arg("u") = NAN)

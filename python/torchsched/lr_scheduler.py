@@ -62,11 +62,15 @@ Numbers: float LRs and float64 LR tensors reproduce torch bit for bit (the arith
 torch's order). float32 LR tensors agree to float32 precision: torch multiplies in float32 tensor
 arithmetic, the core in float64 and rounds once per step.
 
+Group keys that torch reads at every step (``OneCycleLR``'s ``initial_lr``/``max_lr``/``min_lr`` and
+``max_momentum``/``base_momentum``, ``SWALR``'s ``swa_lr``) are compiled into the program and compared at
+every step in which the group dict changed: an edit recompiles before the next step, as torch would see it.
+
 Limits: parameters are read from the scheduler when it is built, and again whenever one of them is
 reassigned (``scheduler.gamma = 0.5``) or a state dict is loaded; an in-place edit of a list attribute
-(``scheduler.base_lrs[0] = ...``) or of a group key read at construction (``OneCycleLR``'s
-``max_lr``/``min_lr``, ``SWALR``'s ``swa_lr``) is picked up after reassigning the attribute or calling
-``load_state_dict(state_dict())``.
+(``scheduler.base_lrs[0] = ...``) is picked up after reassigning the attribute or calling
+``load_state_dict(state_dict())``: a list has no version to check cheaply, and its tensor items (the
+``base_lrs`` of tensor LRs) can change in place.
 """
 
 from __future__ import annotations
@@ -133,11 +137,12 @@ class _Spec:
     leaves, how values combine, Python callables, and whether the C-level step may run it."""
 
     __slots__ = ("leaves", "combine", "scale", "mleaves", "mom_key", "fns", "mfns", "cycle_total", "clock",
-                 "max_step", "fast")
+                 "max_step", "fast", "watch", "watched")
 
     def __init__(self, leaves: list[Any], *, combine: int = _VALUE, scale: Sequence[float] = (),
                  mleaves: Sequence[Any] = (), mom_key: int = _NO_MOMENTUM, fns: Any = None, mfns: Any = None,
-                 cycle_total: float = 0.0, clock: int = 0, max_step: float = math.inf, fast: bool = True) -> None:
+                 cycle_total: float = 0.0, clock: int = 0, max_step: float = math.inf, fast: bool = True,
+                 watch: tuple[str, ...] = (), groups: Sequence[dict[str, Any]] = ()) -> None:
         self.leaves = leaves
         self.combine = combine
         self.scale = list(scale)
@@ -149,6 +154,9 @@ class _Spec:
         self.clock = clock
         self.max_step = max_step
         self.fast = fast
+        # group keys compiled in, which torch reads every step: an edit recompiles (see _Core._ts_edited)
+        self.watch = watch
+        self.watched = [float(g[k]) for g in groups for k in watch]
 
 
 def _leaf(code: int, *params: Any, table: Sequence[float] = (), count: int | None = None) -> tuple[Any, ...]:
@@ -202,6 +210,8 @@ def _make_engine(spec: _Spec, device: torch.device | None, groups: Sequence[dict
                             spec.combine, np.asarray(mroots, dtype=np.int32), spec.mom_key)
     if spec.fns is not None or spec.mfns is not None:
         stepper.set_callables(spec.fns, spec.mfns, spec.cycle_total)
+    if spec.watch:
+        stepper.watch(spec.watch, np.asarray(spec.watched, dtype=np.float64))
     stepper.clock = spec.clock
     stepper.max_step = float(spec.max_step)
     return stepper
@@ -495,6 +505,9 @@ class _CudaStepper:
     def compute_momentum(self, t: Any, u: float = math.nan) -> list[float]:
         return list(self.host.compute_momentum(t, u))
 
+    def watched_same(self, groups: Sequence[dict[str, Any]]) -> bool:
+        return bool(self.host.watched_same(groups))
+
 
 class _Live:
     """A scheduler parameter kept in the instance ``__dict__`` (so ``state_dict`` is torch's) whose
@@ -635,6 +648,7 @@ class _Core(_LastLR):
     _ts_live: tuple[str, ...] = ("base_lrs",)
     _ts_has_closed = False       # torch's class has _get_closed_form_lr
     _ts_momentum = False         # the rule also cycles momentum / beta1
+    _ts_watches = False          # the program compiles group keys (other than lr) that torch reads every step
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -734,11 +748,15 @@ class _Core(_LastLR):
             return values
         return list(torch.tensor(values, dtype=self._ts_dtype).unbind(0))
 
+    def _ts_edited(self, groups: list[dict[str, Any]]) -> bool:
+        """A group key the program was compiled from was edited since: recompile, as torch reads it each step."""
+        return self._ts_watches and not self._ts.watched_same(groups)
+
     def _ts_try(self, groups: list[dict[str, Any]], t: Any, u: float = math.nan) -> bool:
         """One in-place core call for every group; False when the groups need the per-group path."""
         if self._ts.try_step(groups, t, u):
             return True
-        if len(groups) != self._ts.groups:
+        if len(groups) != self._ts.groups or self._ts_edited(groups):
             self._ts_prepare()
         else:
             _refuse_cpu_lrs_for_cuda_params(groups)  # an LR tensor may have been put in
@@ -863,6 +881,12 @@ class _Core(_LastLR):
         else:
             self._ts_check(self._ts_clock())
             mode = 2
+            if self._ts_edited(groups):
+                self._ts_prepare()
+                if type(self._ts) is not _CudaStepper:
+                    self.last_epoch = saved
+                    return False
+                ts = self._ts
         if not ts.holds(groups):
             claimed = self._ts_cuda_claim(ts, groups, mode == 1 or (mode == 2 and ts.chainable))
             if claimed is None:
@@ -900,7 +924,7 @@ class _Core(_LastLR):
             return _group_lrs(groups)
         t = self._ts_clock()
         self._ts_check(t)
-        if len(groups) != self._ts.groups:
+        if len(groups) != self._ts.groups or self._ts_edited(groups):
             self._ts_prepare()
         values = self._ts.compute(t, [float(g["lr"]) for g in groups])
         if self._ts_momentum and self.cycle_momentum:
@@ -1359,12 +1383,13 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
 class OneCycleLR(_Core, _tl.OneCycleLR):
     """torch's ``OneCycleLR`` (two or three phases, cos or linear), momentum (or Adam's beta1) cycling
-    included. Runs in the core. The phase LRs and momenta are read from the param groups
-    (``initial_lr``, ``max_lr``, ``min_lr``, ``max_momentum``, ``base_momentum``) when the scheduler is
-    built or a state dict is loaded."""
+    included. Runs in the core. The phase LRs and momenta come from the param groups (``initial_lr``,
+    ``max_lr``, ``min_lr``, ``max_momentum``, ``base_momentum``), as in torch: editing one between steps
+    changes the schedule from the next step (that step recompiles the program)."""
 
     _ts_live = ("base_lrs", "total_steps", "_schedule_phases", "_anneal_func_type", "cycle_momentum", "use_beta1")
     _ts_momentum = True
+    _ts_watches = True
 
     def _phases(self) -> tuple[list[float], bool]:
         phases = self._schedule_phases
@@ -1387,11 +1412,14 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
         fast = all(float(p["end_step"]) != s for p, s in zip(phases, starts))
         mleaves: list[Any] = []
         mom_key = _NO_MOMENTUM
+        watch: tuple[str, ...] = ("initial_lr", "max_lr", phases[-1]["end_lr"])
         if self.cycle_momentum:
             mom_key = _BETAS if self.use_beta1 else _MOMENTUM
-            mleaves = [_leaf(_T_ONE_CYCLE, *shared, g[phases[0]["start_momentum"]], g[phases[0]["end_momentum"]],
-                             g[phases[-1]["end_momentum"]]) for g in groups]
-        return _Spec(leaves, mleaves=mleaves, mom_key=mom_key, max_step=self.total_steps, fast=fast)
+            mkeys = (phases[0]["start_momentum"], phases[0]["end_momentum"], phases[-1]["end_momentum"])
+            mleaves = [_leaf(_T_ONE_CYCLE, *shared, *(g[k] for k in mkeys)) for g in groups]
+            watch += tuple(dict.fromkeys(mkeys))
+        return _Spec(leaves, mleaves=mleaves, mom_key=mom_key, max_step=self.total_steps, fast=fast, watch=watch,
+                     groups=groups)
 
     def _ts_check(self, t: Any) -> None:
         if t > self.total_steps:
@@ -1407,14 +1435,16 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
 
 class SWALR(_Core, _tswa.SWALR):
     """torch's ``SWALR`` (``torch.optim.swa_utils``): anneals each group's LR to its ``swa_lr`` over
-    ``anneal_epochs`` (cos or linear), then holds it. Runs in the core; ``swa_lr`` is read from the
-    groups when the scheduler is built or a state dict is loaded."""
+    ``anneal_epochs`` (cos or linear), then holds it. Runs in the core; ``swa_lr`` comes from the groups,
+    as in torch: editing it between steps takes effect at the next step (which recompiles the program)."""
 
     _ts_live = ("base_lrs", "anneal_epochs", "_anneal_strategy")
+    _ts_watches = True
 
     def _ts_build(self, groups: list[dict[str, Any]]) -> _Spec:
         linear = 1.0 if self._anneal_strategy == "linear" else 0.0
-        return _Spec([_leaf(_T_SWA, g["swa_lr"], self.anneal_epochs, linear) for g in groups], clock=1)
+        return _Spec([_leaf(_T_SWA, g["swa_lr"], self.anneal_epochs, linear) for g in groups], clock=1,
+                     watch=("swa_lr",), groups=groups)
 
     def _ts_clock(self) -> Any:
         return self._step_count - 1
@@ -1426,6 +1456,8 @@ class SWALR(_Core, _tswa.SWALR):
         if self._ts_stale:
             self._ts_prepare()
         groups = self.optimizer.param_groups
+        if len(groups) != self._ts.groups or self._ts_edited(groups):
+            self._ts_prepare()
         values = self._ts.compute(self._ts_clock(), [float(g["lr"]) for g in groups])
         return [_like(g["lr"], v) for g, v in zip(groups, values, strict=True)]
 
@@ -1480,7 +1512,6 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     fractional ``cooldown`` as its ceiling (what torch's comparisons amount to), stored as integers.
     """
 
-    @functools.wraps(_tl.ReduceLROnPlateau.__init__)
     def __init__(self, optimizer: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(optimizer, *args, **kwargs)
         _refuse_cpu_lrs_for_cuda_params(self.optimizer.param_groups)
@@ -1494,6 +1525,10 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
         self._last_lr = _core.plateau_step(self.__dict__, self.optimizer.param_groups, current, Tensor)
+
+
+# torch's signature and docstring for inspect/help (applied here: mypy rejects a decorated __init__)
+functools.update_wrapper(ReduceLROnPlateau.__init__, _tl.ReduceLROnPlateau.__init__)
 
 
 for _cls in (LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR,
