@@ -318,6 +318,7 @@ inline uint64_t dict_stamp(PyObject* d) { return reinterpret_cast<PyDictObject*>
 #endif
 inline bool watch_dict(PyObject*) { return true; }
 void start_dict_tracking() {}
+bool dict_tracking_on() { return true; }
 #elif !defined(TORCHSCHED_NO_CPYTHON_SHORTCUTS) && !defined(Py_LIMITED_API) && !defined(Py_GIL_DISABLED) && \
     defined(PY_VERSION_HEX) && PY_VERSION_HEX >= 0x030C0000 && !defined(PYPY_VERSION)
 #define TS_DICT_TRACKING 1
@@ -338,11 +339,13 @@ void start_dict_tracking() {
   g_dict_watcher = PyDict_AddWatcher(count_dict_edit);
   if (g_dict_watcher < 0) PyErr_Clear();  // all slots taken: correct, only slower
 }
+bool dict_tracking_on() { return g_dict_watcher >= 0; }
 #else
 #define TS_DICT_TRACKING 0
 inline uint64_t dict_stamp(PyObject*) { return 0; }
 inline bool watch_dict(PyObject*) { return false; }
 void start_dict_tracking() {}
+bool dict_tracking_on() { return false; }
 #endif
 
 // Per-group parameters of the split torch rules: every other parameter must agree across groups for
@@ -1072,7 +1075,7 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("x"), "The core's cosine (the native cosine families use it), elementwise.");
   m.def("built_with_cuda", [] { return kBuiltWithCuda; }, "True when the CUDA engine was compiled in.");
-  m.def("cpython_shortcuts", [] { return TS_DICT_TRACKING != 0; },
+  m.def("cpython_shortcuts", [] { return lrs::dict_tracking_on(); },
         "True when the scheduler step skips lookups in unchanged group dicts (dict versions or a watcher).");
   m.def("cuda_available", &core_cuda_available, "True when built with CUDA and a CUDA device is visible.");
 
