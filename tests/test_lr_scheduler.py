@@ -741,6 +741,35 @@ def test_get_closed_form_lr_and_get_lr_match_torch() -> None:
         assert_same_groups(o1, o2, REL, 0.0, f"{name} after get_lr")
 
 
+def _kind(v: Any) -> str:
+    return f"tensor[{v.dtype}]" if isinstance(v, torch.Tensor) else type(v).__name__
+
+
+@pytest.mark.parametrize("lr_type", ["float", "f64", "f32"])
+@pytest.mark.parametrize("name", sorted(set(ALL_BUILDERS) - {"SequentialLR", "ChainedScheduler", "ReduceLROnPlateau"}))
+def test_get_lr_returns_torchs_types(name: str, lr_type: str) -> None:
+    """get_lr() gives floats or tensors exactly where torch does: tensor LRs make the scaling rules return
+    tensors, while OneCycleLR and CyclicLR compute from their own float keys and lists (floats) unless a
+    tensor is put there."""
+    kinds = []
+    for M in (TORCH, OURS):
+        o = make_opt({"lrs": [0.1, 0.2], "lr_type": lr_type, "opt": "sgd"})
+        s = ALL_BUILDERS[name](M, o)
+        for _ in range(4):
+            o.step()
+            s.step()
+        if name == "OneCycleLR":
+            o.param_groups[1]["max_lr"] = torch.tensor(0.25, dtype=torch.float64)  # torch now returns a tensor there
+        if name == "CyclicLR":
+            s.max_lrs = [s.max_lrs[0], torch.tensor(0.2, dtype=torch.float64)]
+        s._get_lr_called_within_step = True  # no "outside step()" warning
+        got = s.get_lr()
+        kinds.append(([_kind(v) for v in got], [float(v) for v in got], [_kind(v) for v in s.get_last_lr()]))
+    assert kinds[0][0] == kinds[1][0] and kinds[0][2] == kinds[1][2], (name, kinds)
+    for a, b in zip(kinds[0][1], kinds[1][1]):
+        close(a, b, 1e-6 if lr_type == "f32" else REL, 0.0, f"{name} get_lr")
+
+
 # ---- warnings ---------------------------------------------------------------------------------------
 
 def _warnings_of(fn: Callable[[], Any]) -> list[tuple[Any, str, str, int]]:

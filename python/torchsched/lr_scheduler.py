@@ -286,6 +286,11 @@ def _store_momentum(groups: Sequence[dict[str, Any]], values: Sequence[float], u
             group["momentum"] = value
 
 
+def _first_tensor(*values: Any) -> Any:
+    """The first tensor among ``values`` (the type torch's arithmetic on them gives), else 0.0."""
+    return next((v for v in values if isinstance(v, Tensor)), 0.0)
+
+
 def _like(reference: Any, value: float) -> Any:
     """value with torch's type for a group whose LR (or base LR) is ``reference``."""
     if isinstance(reference, Tensor):
@@ -929,9 +934,14 @@ class _Core(_LastLR):
         values = self._ts.compute(t, [float(g["lr"]) for g in groups])
         if self._ts_momentum and self.cycle_momentum:
             _store_momentum(groups, self._ts.compute_momentum(t), self.use_beta1)
-        return [_like(g["lr"], v) for g, v in zip(groups, values, strict=True)]
+        return [_like(r, v) for r, v in zip(self._ts_lr_types(groups, t), values, strict=True)]
 
     get_lr._ts_core = True  # type: ignore[attr-defined]
+
+    def _ts_lr_types(self, groups: list[dict[str, Any]], t: Any) -> list[Any]:
+        """Per group, a value whose type (float, or a tensor's dtype and device) torch's get_lr returns: the
+        group's LR for rules that scale it, the operands of the formula for the others."""
+        return [g["lr"] for g in groups]
 
 
 # C-level step(): torch's counters and one core call; the rare cases go to _Core._ts_step.
@@ -1238,6 +1248,10 @@ class CyclicLR(_Core, _tl.CyclicLR):
                      cycle_total=self.total_size if (custom is not None and self.scale_mode == "cycle") else 0.0,
                      fast=fast)
 
+    def _ts_lr_types(self, groups: list[dict[str, Any]], t: Any) -> list[Any]:
+        # torch: base_lr + (max_lr - base_lr) * scale, from its own base_lrs / max_lrs (floats unless given tensors)
+        return [_first_tensor(b, m) for b, m in zip(self.base_lrs, self.max_lrs)]
+
     def _ts_check(self, t: Any) -> None:
         cycle = math.floor(1 + t / self.total_size)
         x = 1.0 + t / self.total_size - cycle
@@ -1420,6 +1434,11 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
             watch += tuple(dict.fromkeys(mkeys))
         return _Spec(leaves, mleaves=mleaves, mom_key=mom_key, max_step=self.total_steps, fast=fast, watch=watch,
                      groups=groups)
+
+    def _ts_lr_types(self, groups: list[dict[str, Any]], t: Any) -> list[Any]:
+        # torch anneals between the current phase's two group keys (floats unless a tensor was put there)
+        phase = next((p for p in self._schedule_phases if t <= p["end_step"]), self._schedule_phases[-1])
+        return [_first_tensor(g[phase["start_lr"]], g[phase["end_lr"]]) for g in groups]
 
     def _ts_check(self, t: Any) -> None:
         if t > self.total_steps:
