@@ -575,6 +575,14 @@ def test_float_path_is_bit_exact(name: str, lr_type: str) -> None:
         assert [float(x) for x in sides[0][1].get_last_lr()] == [float(x) for x in sides[1][1].get_last_lr()]
 
 
+def python_steps(s: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The epochs of every step of ``s`` that from now on takes the Python slow path (``_ts_step``)."""
+    calls: list[Any] = []
+    original = type(s)._ts_step
+    monkeypatch.setattr(type(s), "_ts_step", lambda self, epoch=None: (calls.append(epoch), original(self, epoch)))
+    return calls
+
+
 @pytest.mark.parametrize("lr_type", ["float", "f64", "f32"])
 @pytest.mark.parametrize("name", CORE_STEPPED)
 def test_steady_state_steps_never_enter_python(name: str, lr_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -583,9 +591,7 @@ def test_steady_state_steps_never_enter_python(name: str, lr_type: str, monkeypa
     s = ALL_BUILDERS[name](OURS, o)
     o.step()
     s.step()
-    calls = []
-    original = type(s)._ts_step
-    monkeypatch.setattr(type(s), "_ts_step", lambda self, epoch=None: (calls.append(epoch), original(self, epoch)))
+    calls = python_steps(s, monkeypatch)
     for _ in range(50):
         o.step()
         s.step()
@@ -1367,9 +1373,7 @@ def test_a_group_key_edit_costs_one_python_step(name: str, key: str, lr_type: st
     s = ALL_BUILDERS[name](OURS, o)
     o.step()
     s.step()
-    calls = []
-    original = type(s)._ts_step
-    monkeypatch.setattr(type(s), "_ts_step", lambda self, epoch=None: (calls.append(epoch), original(self, epoch)))
+    calls = python_steps(s, monkeypatch)
     for i in range(40):
         if i == 10:
             o.param_groups[1][key] = 0.25

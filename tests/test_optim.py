@@ -530,8 +530,8 @@ def test_fused_cuda_groups_refuse_a_float64_lr_before_any_step() -> None:
     # torch's fused CUDA kernels read the LR as float32: a float64 buffer would fail inside torch's step().
     p = torch.zeros(2).as_subclass(_FakeCudaParam).requires_grad_()
     opt = torch.optim.AdamW([p], lr=1e-3, fused=True)
-    with pytest.raises(TypeError, match=r"param group 0 is fused: .* read the LR tensor as float32, got "
-                                        r"lr_dtype=torch.float64; use lr_dtype=torch.float32"):
+    with pytest.raises(TypeError, match=r"param group 0 of AdamW is fused: .* read the LR tensor as float32, got "
+                                        r"torch.float64; use lr_dtype=torch.float32 in wrap\(\)"):
         wrap(opt, S.constant(), lr_dtype=torch.float64)
 
 

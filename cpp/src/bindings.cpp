@@ -296,6 +296,15 @@ inline PyObject* store_float(PyObject* d, PyObject* key, PyObject* old, double v
   return rc == 0 ? f : nullptr;
 }
 
+// store_float for d[key] whose entry ready() saw as `seen`; relookup: Python ran since, look it up again.
+inline PyObject* store_entry(PyObject* d, PyObject* key, PyObject* seen, bool relookup, double v) {
+  if (relookup) {
+    seen = PyDict_GetItemWithError(d, key);
+    if (seen == nullptr && PyErr_Occurred()) return nullptr;
+  }
+  return store_float(d, key, seen, v);
+}
+
 // Unchanged group dicts: a group dict that nobody modified since our last store still holds the objects
 // we saw then, so its entries need no lookup. dict_stamp(d) changes whenever d is modified:
 //  * CPython 3.10/3.11: PEP 509's version tag, globally unique per modification.
@@ -515,13 +524,7 @@ class Stepper {
     if (!unchanged) {
       if (storage_ == kFloats) {
         for (Py_ssize_t g = 0; g < G; ++g) {
-          PyObject* d = PyList_GET_ITEM(groups, g);
-          PyObject* old = objs_[g];
-          if (relookup) {
-            old = PyDict_GetItemWithError(d, s_lr);
-            if (old == nullptr && PyErr_Occurred()) return false;
-          }
-          objs_[g] = store_float(d, s_lr, old, vals_[g]);
+          objs_[g] = store_entry(PyList_GET_ITEM(groups, g), s_lr, objs_[g], relookup, vals_[g]);
           if (objs_[g] == nullptr) return false;
         }
       } else if (dtype_ == DT_FLOAT32) {
@@ -729,12 +732,7 @@ class Stepper {
     for (Py_ssize_t g = 0; g < G; ++g) {
       PyObject* d = PyList_GET_ITEM(groups, g);
       if (mom_key_ == kMomentum) {
-        PyObject* old = mobjs_[g];
-        if (relookup) {
-          old = PyDict_GetItemWithError(d, s_momentum);
-          if (old == nullptr && PyErr_Occurred()) return false;
-        }
-        mobjs_[g] = store_float(d, s_momentum, old, mvals_[g]);
+        mobjs_[g] = store_entry(d, s_momentum, mobjs_[g], relookup, mvals_[g]);
         if (mobjs_[g] == nullptr) return false;
         continue;
       }

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from . import _core
-from ._engine import FLOAT32, FLOAT64, Engine
+from ._engine import FLOAT32, FLOAT64, Engine, step_count
 from ._program import OP_DTYPE, Code
 
 __all__ = [
@@ -284,9 +284,7 @@ class HostMirror:
 
     def load(self, step: int, mirror: Any, out: Any) -> None:
         """Adopts the device's state (after a resync or a load): exact again."""
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"step must be an integer >= 0, got {step!r}")
-        self.step = int(step)
+        self.step = step_count(step)
         self.core.step = self.step
         self.core.set_mirror(np.asarray(mirror, dtype=np.float64))
         self.shadow[:] = np.asarray(out, dtype=self.shadow.dtype)
@@ -327,8 +325,7 @@ class ProgramHost:
         for i, v in enumerate(base):
             if v < 0:
                 raise ValueError(f"scale[{i}] must be >= 0, got {v!r}")
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"step must be an integer >= 0, got {step!r}")
+        step = step_count(step)
         # The core checks every root against the program (ValueError naming it).
         self._core: Any = _core.Engine(program, np.asarray(root_list, dtype=np.int32), np.asarray(base, dtype=np.float64),
                                   int(step))
@@ -477,12 +474,11 @@ class CudaEngine:
 
     @step.setter
     def step(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"step must be an integer >= 0, got {value!r}")
+        step = step_count(value)
         self._check_not_capturing("setting the step")
         with torch.cuda.device(self._index):
-            self._step_t.fill_(int(value))  # a fill launch on the current stream: no sync
-        self._host.set_step(int(value))
+            self._step_t.fill_(step)  # a fill launch on the current stream: no sync
+        self._host.set_step(step)
         self._launch(0, False)
 
     @property
@@ -626,9 +622,7 @@ def check_state_dict(state: Any, groups: int) -> tuple[int, list[float], list[fl
     missing = [k for k in ("step", "mirror", "lr_buffer") if k not in state]
     if missing:
         raise KeyError(f"state_dict is missing {missing}")
-    step = state["step"]
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"state_dict['step'] must be an integer >= 0, got {step!r}")
+    step = step_count(state["step"], "state_dict['step']")
     if state.get("groups", groups) != groups:
         raise ValueError(f"state_dict is for {state.get('groups')} groups, this engine has {groups}")
     mirror = _finite_values("state_dict['mirror']", list(state["mirror"]), groups)
@@ -722,7 +716,7 @@ def check_group_flags(index: int, group: dict[str, Any], kind: str | None, cls_n
                              "sync every step and be frozen into any captured graph. Construct it with fused=True")
     if fused and lr_dtype is not None and lr_dtype != torch.float32:
         raise TypeError(f"{where} is fused: torch's fused CUDA kernels read the LR tensor as float32, got {lr_dtype}; "
-                        "build the engine with dtype=torch.float32")
+                        "use lr_dtype=torch.float32 in wrap(), dtype=torch.float32 for a CudaEngine")
 
 
 def refuse_cpu_lr_for_cuda_params(index: int, lr: Any, param_device: torch.device | None, fix: str) -> None:

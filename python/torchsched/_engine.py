@@ -52,6 +52,13 @@ def buffer_pointer(out: Any, count: int, *, name: str = "out") -> tuple[int, int
     raise TypeError(f"{name} must be a numpy array or a CPU torch tensor, got {type(out).__name__}")
 
 
+def step_count(value: Any, what: str = "step") -> int:
+    """``value`` as a step count: an integer >= 0 (not a bool); ValueError naming ``what`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def _finite_list(name: str, values: Sequence[Any], count: int | None = None) -> list[float]:
     out = []
     for i, v in enumerate(values):
@@ -91,8 +98,7 @@ class Engine:
                 if not isinstance(s, Schedule):
                     raise TypeError(f"schedules[{i}] must be a torchsched schedule, got {s!r}")
         mult = [1.0] * groups if multipliers is None else _finite_list("multipliers", list(multipliers), groups)
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"step must be an integer >= 0, got {step!r}")
+        step = step_count(step)
         self.schedules = scheds
         self.base_lrs: list[float] = base
         self.multipliers: list[float] = mult
@@ -111,9 +117,7 @@ class Engine:
 
     @step.setter
     def step(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            raise ValueError(f"step must be an integer >= 0, got {value!r}")
-        self._core.step = int(value)
+        self._core.step = step_count(value)
         self._core.write(0, FLOAT64, 0)
 
     def bind(self, out: Any) -> Any:

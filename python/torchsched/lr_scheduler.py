@@ -757,11 +757,15 @@ class _Core(_LastLR):
         """A group key the program was compiled from was edited since: recompile, as torch reads it each step."""
         return self._ts_watches and not self._ts.watched_same(groups)
 
+    def _ts_outdated(self, groups: list[dict[str, Any]]) -> bool:
+        """The program no longer describes the groups: their number changed, or a compiled-in key did."""
+        return len(groups) != self._ts.groups or self._ts_edited(groups)
+
     def _ts_try(self, groups: list[dict[str, Any]], t: Any, u: float = math.nan) -> bool:
         """One in-place core call for every group; False when the groups need the per-group path."""
         if self._ts.try_step(groups, t, u):
             return True
-        if len(groups) != self._ts.groups or self._ts_edited(groups):
+        if self._ts_outdated(groups):
             self._ts_prepare()
         else:
             _refuse_cpu_lrs_for_cuda_params(groups)  # an LR tensor may have been put in
@@ -929,7 +933,7 @@ class _Core(_LastLR):
             return _group_lrs(groups)
         t = self._ts_clock()
         self._ts_check(t)
-        if len(groups) != self._ts.groups or self._ts_edited(groups):
+        if self._ts_outdated(groups):
             self._ts_prepare()
         values = self._ts.compute(t, [float(g["lr"]) for g in groups])
         if self._ts_momentum and self.cycle_momentum:
@@ -1475,7 +1479,7 @@ class SWALR(_Core, _tswa.SWALR):
         if self._ts_stale:
             self._ts_prepare()
         groups = self.optimizer.param_groups
-        if len(groups) != self._ts.groups or self._ts_edited(groups):
+        if self._ts_outdated(groups):
             self._ts_prepare()
         values = self._ts.compute(self._ts_clock(), [float(g["lr"]) for g in groups])
         return [_like(g["lr"], v) for g, v in zip(groups, values, strict=True)]

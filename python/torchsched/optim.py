@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ._engine import Engine, buffer_pointer
+from ._engine import Engine, buffer_pointer, step_count
 from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
@@ -301,10 +301,12 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         mult_f = _nonneg_finite(what, mult)
         tensor = _reads_tensor_lr(self._optimizer, group)
         device = _group_device(index, group) if tensor else torch.device("cpu")
-        if tensor and device.type == "cuda" and group.get("fused") and self._dtype != torch.float32:
-            # caught here, not by torch at the first step(): fused CUDA kernels read the LR as float32
-            raise TypeError(f"{label} is fused: torch's fused CUDA kernels read the LR tensor as float32, got "
-                            f"lr_dtype={self._dtype}; use lr_dtype=torch.float32 (the default)")
+        if tensor and device.type == "cuda":
+            # here, not inside torch at the first step(): a fused group refuses a float64 LR, for one
+            from ._cuda import _optimizer_kind, check_group_flags
+
+            opt = self._optimizer
+            check_group_flags(index, dict(group), _optimizer_kind(opt), type(opt).__name__, self._dtype)
         self._schedules.append(sched)
         self._base_lrs.append(base)
         self._multipliers.append(mult_f)
@@ -430,10 +432,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         missing = [k for k in ("step", "base_lrs", "multipliers") if k not in ours]
         if missing:
             raise ValueError(f"state_dict['{_STATE_KEY}'] lacks {missing}")
-        step = ours["step"]
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"state_dict['{_STATE_KEY}']['step'] must be an integer >= 0, got {step!r}")
-        out = {"step": int(step), "schedules": ours.get("schedules")}
+        out = {"step": step_count(ours["step"], f"state_dict['{_STATE_KEY}']['step']"), "schedules": ours.get("schedules")}
         for key in ("base_lrs", "multipliers"):
             values = list(ours[key])
             if len(values) != count:
