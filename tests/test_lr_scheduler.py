@@ -576,10 +576,10 @@ def test_float_path_is_bit_exact(name: str, lr_type: str) -> None:
 
 
 def python_steps(s: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The epochs of every step of ``s`` that from now on takes the Python slow path (``_ts_step``)."""
+    """The epochs of every step of ``s`` that from now on takes the Python slow path (``_python_step``)."""
     calls: list[Any] = []
-    original = type(s)._ts_step
-    monkeypatch.setattr(type(s), "_ts_step", lambda self, epoch=None: (calls.append(epoch), original(self, epoch)))
+    original = type(s)._python_step
+    monkeypatch.setattr(type(s), "_python_step", lambda self, epoch=None: (calls.append(epoch), original(self, epoch)))
     return calls
 
 
@@ -596,7 +596,7 @@ def test_steady_state_steps_never_enter_python(name: str, lr_type: str, monkeypa
         o.step()
         s.step()
     assert calls == []
-    assert s._ts.uniform or name in ("LambdaLR", "MultiplicativeLR")
+    assert s._stepper.uniform or name in ("LambdaLR", "MultiplicativeLR")
     o.param_groups[0]["lr"] = o.param_groups[0]["lr"] * 0.5 if lr_type == "float" else torch.tensor(0.05)
     s.step()  # a replaced LR object still works; the slow path may rebind
     s.step(3)  # the deprecated form goes through Python
@@ -676,7 +676,7 @@ def test_lambdalr_schedule_runs_in_the_core_and_saves_nothing() -> None:
     o = make_opt({"lrs": [0.1, 0.2], "lr_type": "float", "opt": "sgd"})
     sched = S.warmup(10) >> S.cosine(100, final=0.05)
     s = ts.LambdaLR(o, [sched, lambda e: 0.5])
-    assert s._ts is not None and s._ts.groups == 2
+    assert s._stepper is not None and s._stepper.groups == 2
     for t in range(1, 40):
         o.step()
         s.step()
@@ -1418,7 +1418,7 @@ def test_group_key_edits_are_seen_on_the_cuda_engine() -> None:
                                                         for v in (0.1, 0.2)]
         o = torch.optim.SGD([{"params": [p], "lr": lr} for p, lr in zip(params, lrs)], lr=0.1)
         sides.append((o, M.OneCycleLR(o, [0.3, 0.5], total_steps=90, cycle_momentum=False)))
-    assert type(sides[1][1]._ts) is ts._CudaStepper
+    assert type(sides[1][1]._stepper) is ts._CudaStepper
     for i in range(85):
         for o, _ in sides:
             if i == 10:
@@ -1431,4 +1431,4 @@ def test_group_key_edits_are_seen_on_the_cuda_engine() -> None:
             close(a, b, REL, 0.0, f"step {i} get_last_lr")
         for gt, gs in zip(sides[0][0].param_groups, sides[1][0].param_groups):
             close(gt["lr"], gs["lr"], REL, 0.0, f"step {i} lr")
-    assert type(sides[1][1]._ts) is ts._CudaStepper
+    assert type(sides[1][1]._stepper) is ts._CudaStepper

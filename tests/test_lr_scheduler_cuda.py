@@ -79,7 +79,7 @@ def device_lrs(opt) -> torch.Tensor:
 def test_device_lrs_match_torch_within_one_float32_ulp(name):
     ours, ref, s1, s2 = pair(name)
     for s in inner_schedulers(s1):
-        assert type(s._ts) is L._CudaStepper, f"{type(s).__name__} did not take the CUDA engine"
+        assert type(s._stepper) is L._CudaStepper, f"{type(s).__name__} did not take the CUDA engine"
     # every group's LR: its own float32 0-d tensor on the device, a view into one engine buffer
     views = [g["lr"] for g in ours.param_groups]
     assert all(v.dim() == 0 and v.dtype == torch.float32 and v.device == DEV for v in views)
@@ -243,11 +243,11 @@ def test_cpu_lrs_keep_the_host_engine():
     for lr in (0.1, lambda: torch.tensor(0.1), lambda: torch.tensor(0.1, dtype=torch.float64)):
         opt = cpu_sgd(lr)
         sched = L.CosineAnnealingLR(opt, T_max=10)
-        assert type(sched._ts) is _core.Stepper
-        assert sched._ts.fast_ok  # the C-level step still runs it
+        assert type(sched._stepper) is _core.Stepper
+        assert sched._stepper.fast_ok  # the C-level step still runs it
         opt.step()
         sched.step()
-        assert type(sched._ts) is _core.Stepper
+        assert type(sched._stepper) is _core.Stepper
 
 
 @pytest.mark.skipif(torch.cuda.is_available() and _core.cuda_available(), reason="this GPU can run the engine")

@@ -257,8 +257,8 @@ PyObject* s_step_count;
 PyObject* s_last_epoch;
 PyObject* s_optimizer;
 PyObject* s_param_groups;
-PyObject* s_ts;
-PyObject* s_ts_step;
+PyObject* s_stepper;
+PyObject* s_python_step;
 PyObject* s_fill;
 PyObject* s_clone;
 
@@ -270,8 +270,8 @@ void intern_names() {
   s_last_epoch = PyUnicode_InternFromString("last_epoch");
   s_optimizer = PyUnicode_InternFromString("optimizer");
   s_param_groups = PyUnicode_InternFromString("param_groups");
-  s_ts = PyUnicode_InternFromString("_ts");
-  s_ts_step = PyUnicode_InternFromString("_ts_step");
+  s_stepper = PyUnicode_InternFromString("_stepper");
+  s_python_step = PyUnicode_InternFromString("_python_step");
   s_fill = PyUnicode_InternFromString("fill_");
   s_clone = PyUnicode_InternFromString("clone");
 }
@@ -797,7 +797,7 @@ Stepper* stepper_of(PyObject* obj) {
 // scheduler.step(epoch=None) for the drop-in classes. The common case (no epoch, a bound Stepper, the
 // first step done) runs here: torch's counters in the instance dict, then one Stepper call. Everything
 // else (the call-order warnings of the first step, step(epoch), a changed optimizer) goes to the
-// Python slow path, self._ts_step(epoch).
+// Python slow path, self._python_step(epoch).
 // As a method descriptor (METH_FASTCALL | METH_KEYWORDS): `self` is the scheduler, args the rest.
 // Being a method descriptor, `scheduler.step()` allocates no bound-method object.
 PyObject* scheduler_step(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -815,9 +815,9 @@ PyObject* scheduler_step(PyObject* self, PyObject* const* args, Py_ssize_t nargs
     }
     epoch = args[nargs];
   }
-  if (epoch != Py_None) return PyObject_CallMethodOneArg(self, s_ts_step, epoch);
+  if (epoch != Py_None) return PyObject_CallMethodOneArg(self, s_python_step, epoch);
 
-  PyObject* st_obj = PyObject_GetAttr(self, s_ts);
+  PyObject* st_obj = PyObject_GetAttr(self, s_stepper);
   if (st_obj == nullptr) return nullptr;
   Stepper* st = stepper_of(st_obj);
   PyObject* result = nullptr;
@@ -861,7 +861,7 @@ PyObject* scheduler_step(PyObject* self, PyObject* const* args, Py_ssize_t nargs
       }
     }
   }
-  if (slow) result = PyObject_CallMethodOneArg(self, s_ts_step, Py_None);
+  if (slow) result = PyObject_CallMethodOneArg(self, s_python_step, Py_None);
 done:
   Py_XDECREF(groups);
   Py_XDECREF(d);

@@ -371,7 +371,7 @@ class _CudaStepper:
 
     Each group's ``"lr"`` is a 0-d view into the engine's LR buffer; a step on the scheduler's clock is one
     ``engine.advance()`` launch (no sync); ``lrs()`` is the engine's float64 host mirror. ``fast_ok`` stays
-    False, so the C-level ``step()`` hands every step to ``_Core._ts_step``. The device reads the previous LR
+    False, so the C-level ``step()`` hands every step to ``_Core._python_step``. The device reads the previous LR
     of chainable rules from its own float64 mirror (``read_prev=False``), so device and host mirror repeat
     the same arithmetic: an in-place edit of an LR tensor (``fill_``) is not seen.
 
@@ -412,7 +412,7 @@ class _CudaStepper:
         if made is None:
             return _make_engine(spec, device)
         program, roots, scale, locate = made
-        previous = owner._ts
+        previous = owner._stepper
         if isinstance(previous, _CudaStepper) and previous.holds(groups):
             lrs = previous.lrs()  # our own views: the float64 mirror, no sync
         else:
@@ -558,15 +558,15 @@ class _LastLR(LRScheduler):
     (``get_last_lr()``, ``state_dict()``): building G tensor copies every step would cost more than the
     step. ``state_dict`` carries it exactly as torch's does."""
 
-    __slots__ = ("_ts", "_ts_last", "_ts_src")
-    _ts: Any                    # the engine (a _core.Stepper) or None
+    __slots__ = ("_stepper", "_ts_last", "_ts_src")
+    _stepper: Any                    # the engine (a _core.Stepper) or None
     _ts_last: list[Any] | None  # _last_lr once built
     _ts_src: Any                # a scheduler whose get_last_lr() is ours once read
     _ts_src_copy = False  # copy the source scheduler's list (ChainedScheduler) or share it (SequentialLR)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls)
-        self._ts = None
+        self._stepper = None
         self._ts_last = None
         self._ts_src = None
         return self
@@ -579,7 +579,7 @@ class _LastLR(LRScheduler):
             last = src.get_last_lr()
             self._ts_last = list(last) if self._ts_src_copy else last
         else:
-            ts = self._ts
+            ts = self._stepper
             if ts is not None and ts.fresh:
                 ts.fresh = False
                 self._ts_last = self._ts_materialize()
@@ -592,8 +592,8 @@ class _LastLR(LRScheduler):
     def _last_lr(self, value: list[Any]) -> None:
         self._ts_last = value
         self._ts_src = None
-        if self._ts is not None:
-            self._ts.fresh = False
+        if self._stepper is not None:
+            self._stepper.fresh = False
 
     @_last_lr.deleter
     def _last_lr(self) -> None:
@@ -696,13 +696,13 @@ class _Core(_LastLR):
     def _ts_invalidate(self) -> None:
         self._ts_stale = True
         self._ts_closed = None
-        ts = self._ts
+        ts = self._stepper
         if ts is not None:
             ts.fast_ok = False
 
     def _ts_settle(self) -> None:
         """Builds a pending _last_lr from the engine before the engine or its binding is replaced."""
-        ts = self._ts
+        ts = self._stepper
         if ts is not None and ts.fresh:
             ts.fresh = False
             self._ts_last = self._ts_materialize()
@@ -714,13 +714,13 @@ class _Core(_LastLR):
         self._ts_stale = False
         self._ts_closed = None
         if not self._ts_core:
-            self._ts = None
+            self._stepper = None
             self._ts_fast = False
             return
         groups = self.optimizer.param_groups
         spec = self._ts_build(groups)
         ts = _make_engine(spec, _params_device(self.optimizer), groups, self)
-        self._ts = ts
+        self._stepper = ts
         self._ts_fast = spec.fast
         if type(ts) is _CudaStepper:
             self._ts_dtype = None
@@ -731,7 +731,7 @@ class _Core(_LastLR):
 
     def _ts_bind(self, groups: list[dict[str, Any]]) -> None:
         self._ts_settle()
-        ts = self._ts
+        ts = self._stepper
         lrs = [g["lr"] for g in groups]
         self._ts_dtype = None
         if all(type(v) is float or type(v) is int or isinstance(v, float) for v in lrs):
@@ -748,29 +748,29 @@ class _Core(_LastLR):
             ts.unbind()
 
     def _ts_materialize(self) -> list[Any]:
-        values = self._ts.lrs()
+        values = self._stepper.lrs()
         if self._ts_dtype is None:
             return values
         return list(torch.tensor(values, dtype=self._ts_dtype).unbind(0))
 
     def _ts_edited(self, groups: list[dict[str, Any]]) -> bool:
         """A group key the program was compiled from was edited since: recompile, as torch reads it each step."""
-        return self._ts_watches and not self._ts.watched_same(groups)
+        return self._ts_watches and not self._stepper.watched_same(groups)
 
     def _ts_outdated(self, groups: list[dict[str, Any]]) -> bool:
         """The program no longer describes the groups: their number changed, or a compiled-in key did."""
-        return len(groups) != self._ts.groups or self._ts_edited(groups)
+        return len(groups) != self._stepper.groups or self._ts_edited(groups)
 
     def _ts_try(self, groups: list[dict[str, Any]], t: Any, u: float = math.nan) -> bool:
         """One in-place core call for every group; False when the groups need the per-group path."""
-        if self._ts.try_step(groups, t, u):
+        if self._stepper.try_step(groups, t, u):
             return True
         if self._ts_outdated(groups):
             self._ts_prepare()
         else:
             _refuse_cpu_lrs_for_cuda_params(groups)  # an LR tensor may have been put in
             self._ts_bind(groups)
-        return bool(self._ts.try_step(groups, t, u))
+        return bool(self._stepper.try_step(groups, t, u))
 
     def _ts_clock(self) -> Any:
         return self.last_epoch
@@ -787,7 +787,7 @@ class _Core(_LastLR):
             self._is_initial = False
         self._get_lr_called_within_step = False
 
-    def _ts_step(self, epoch: Any = None) -> None:
+    def _python_step(self, epoch: Any = None) -> None:
         if self._step_count == 1:
             if not hasattr(self.optimizer.step, "_wrapped_by_lr_sched"):
                 warnings.warn(_OVERRIDDEN_STEP_WARNING, UserWarning, stacklevel=2)
@@ -804,7 +804,7 @@ class _Core(_LastLR):
         if not self._ts_core:  # a subclass overrides get_lr: torch's Python path
             _tl.LRScheduler._update_lr(self, epoch)
             return
-        if type(self._ts) is _CudaStepper and self._ts_cuda_update(self._ts, epoch):
+        if type(self._stepper) is _CudaStepper and self._ts_cuda_update(self._stepper, epoch):
             return
         if epoch is None:
             self.last_epoch += 1
@@ -823,17 +823,17 @@ class _Core(_LastLR):
             t = self._ts_clock()
             self._ts_check(t)
             if self._ts_try(groups, t):
-                self._ts.fast_ok = self._ts_fast
+                self._stepper.fast_ok = self._ts_fast
                 return
-            values = self._ts.compute(t, [float(g["lr"]) for g in groups])
+            values = self._stepper.compute(t, [float(g["lr"]) for g in groups])
             if self._ts_momentum and self.cycle_momentum:
-                moms = self._ts.compute_momentum(t)
+                moms = self._stepper.compute_momentum(t)
         if values is not None:
             _store(groups, values)
         if moms is not None:
             _store_momentum(groups, moms, self.use_beta1)
         self._last_lr = _group_lrs(groups)
-        self._ts.fast_ok = self._ts_fast
+        self._stepper.fast_ok = self._ts_fast
 
     # ---- the CUDA path (see _CudaStepper)
     def _ts_cuda_program(self, spec: _Spec, groups: list[dict[str, Any]]) -> tuple[Any, list[int], list[float], Any] | None:
@@ -867,7 +867,7 @@ class _Core(_LastLR):
                 ts.install(groups)
                 return ts
         self._ts_prepare()
-        ts = self._ts
+        ts = self._stepper
         return ts if type(ts) is _CudaStepper else None
 
     def _ts_cuda_update(self, ts: _CudaStepper, epoch: Any) -> bool:
@@ -892,10 +892,10 @@ class _Core(_LastLR):
             mode = 2
             if self._ts_edited(groups):
                 self._ts_prepare()
-                if type(self._ts) is not _CudaStepper:
+                if type(self._stepper) is not _CudaStepper:
                     self.last_epoch = saved
                     return False
-                ts = self._ts
+                ts = self._stepper
         if not ts.holds(groups):
             claimed = self._ts_cuda_claim(ts, groups, mode == 1 or (mode == 2 and ts.chainable))
             if claimed is None:
@@ -935,9 +935,9 @@ class _Core(_LastLR):
         self._ts_check(t)
         if self._ts_outdated(groups):
             self._ts_prepare()
-        values = self._ts.compute(t, [float(g["lr"]) for g in groups])
+        values = self._stepper.compute(t, [float(g["lr"]) for g in groups])
         if self._ts_momentum and self.cycle_momentum:
-            _store_momentum(groups, self._ts.compute_momentum(t), self.use_beta1)
+            _store_momentum(groups, self._stepper.compute_momentum(t), self.use_beta1)
         return [_like(r, v) for r, v in zip(self._ts_lr_types(groups, t), values, strict=True)]
 
     get_lr._ts_core = True  # type: ignore[attr-defined]
@@ -948,7 +948,7 @@ class _Core(_LastLR):
         return [g["lr"] for g in groups]
 
 
-# C-level step(): torch's counters and one core call; the rare cases go to _Core._ts_step.
+# C-level step(): torch's counters and one core call; the rare cases go to _Core._python_step.
 _Core.step = _core.scheduler_step_method(_Core)  # type: ignore[method-assign]
 
 
@@ -1315,13 +1315,13 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
         groups = self.optimizer.param_groups
         if len(self.base_lrs) != len(groups):
             list(zip(groups, self.base_lrs, strict=True))  # torch's ValueError
-        ts = self._ts
+        ts = self._stepper
         if type(ts) is _CudaStepper and (ts.holds(groups) or self._ts_cuda_claim(ts, groups, False) is not None):
-            self._ts.step_to(self.T_cur, float(self.T_i))
+            self._stepper.step_to(self.T_cur, float(self.T_i))
             return
         if self._ts_try(groups, self.T_cur, float(self.T_i)):
             return
-        values = self._ts.compute(self.T_cur, None, float(self.T_i))
+        values = self._stepper.compute(self.T_cur, None, float(self.T_i))
         _store(groups, values)
         self._last_lr = _group_lrs(groups)
 
@@ -1393,7 +1393,7 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
             warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         if self._ts_stale:
             self._ts_prepare()
-        values = self._ts.compute(self.T_cur, None, float(self.T_i))
+        values = self._stepper.compute(self.T_cur, None, float(self.T_i))
         return [_like(b, v) for b, v in zip(self.base_lrs, values)]
 
     get_lr._ts_core = True  # type: ignore[attr-defined]
@@ -1481,7 +1481,7 @@ class SWALR(_Core, _tswa.SWALR):
         groups = self.optimizer.param_groups
         if self._ts_outdated(groups):
             self._ts_prepare()
-        values = self._ts.compute(self._ts_clock(), [float(g["lr"]) for g in groups])
+        values = self._stepper.compute(self._ts_clock(), [float(g["lr"]) for g in groups])
         return [_like(g["lr"], v) for g, v in zip(groups, values, strict=True)]
 
     get_lr._ts_core = True  # type: ignore[attr-defined]
