@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind11 "scikit-build-core>=0.10" ninja
 STAMP := $(VENV)/.torchsched-deps
 
-.PHONY: venv build test test-core test-gpu test-nocuda bench bench-gpu demo gallery check-wheel clean
+.PHONY: venv build test test-core test-gpu test-nocuda bench bench-gpu gpu-check demo gallery check-wheel clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: build
 
 bench-gpu: build
 	$(PY) bench/gpu_bench.py
+
+# The whole CUDA-path check in one command (tools/gpu_check.py): builds for the GPU it finds, runs the CUDA tests
+# and the quick GPU benchmark, writes bench/results/gpu-check-<device>.md. It needs no venv: on a GPU machine it
+# runs on the python3 that holds a CUDA build of torch. Without a GPU it builds, says so and exits with 2.
+GPU_CHECK_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	$(GPU_CHECK_PY) tools/gpu_check.py
 
 demo: build
 	$(PY) -m torchsched demo
