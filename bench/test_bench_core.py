@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
+from torchsched import Engine
 from torchsched import schedules as S
 
 TARGET_VALUES = 100.0  # the target; the gate fails below half of it
@@ -128,7 +129,7 @@ def _python_advance(step: int, base: list[float], out: list[float]) -> None:
 @pytest.mark.parametrize("groups", [1, 100, 10_000])
 def test_advance_matches_python(groups: int) -> None:
     base = list(np.linspace(0.1, 1.0, groups))
-    engine = S.engine(_schedule(), base)
+    engine = Engine(_schedule(), base)
     buf = np.zeros(groups)
     ref = [0.0] * groups
     for step in range(0, 1500, 1):
@@ -141,7 +142,7 @@ def test_advance_matches_python(groups: int) -> None:
 @pytest.mark.parametrize("groups", [1, 100, 10_000])
 def test_bench_advance(benchmark, groups: int) -> None:  # type: ignore[no-untyped-def]
     benchmark.group = f"advance-G{groups}"
-    engine = S.engine(_schedule(), [0.1] * groups)
+    engine = Engine(_schedule(), [0.1] * groups)
     buf = engine.bind(np.zeros(groups, dtype=np.float32))
     benchmark(engine.advance)
     assert engine.step >= 1 and np.all(np.isfinite(buf))
@@ -150,7 +151,7 @@ def test_bench_advance(benchmark, groups: int) -> None:  # type: ignore[no-untyp
 @pytest.mark.parametrize("groups", [1, 100, 10_000])
 def test_gate_advance_ratio(groups: int) -> None:
     base = [0.1] * groups
-    engine = S.engine(_schedule(), base)
+    engine = Engine(_schedule(), base)
     engine.bind(np.zeros(groups))
     ref = [0.0] * groups
     calls = max(1, 20_000 // groups)

@@ -156,12 +156,12 @@ def test_every_command_has_help_with_examples(command: str, capsys: pytest.Captu
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
         (["plot"], 2, "the following arguments are required: SPEC"),
         (["plot", "cosine(10)", "--steps", "x"], 2, "invalid int value"),
-        (["plot", "cosine(10)", "--steps", "1"], 2, "--steps must be >= 2"),
+        (["plot", "cosine(10)", "--steps", "1"], 2, "--steps must be an integer >= 2"),
         (["plot", "__import__('os').system('true')"], 2, "bad spec: only builder names can be called"),
         (["plot", "missing.json"], 2, "bad spec: cannot read missing.json"),
         (["find-lr"], 2, "only --demo runs from the command line"),
         (["bench", "--groups", "a,b"], 2, "--groups must be comma-separated integers"),
-        (["gallery", "--steps", "0"], 2, "--steps must be >= 2"),
+        (["gallery", "--steps", "0"], 2, "--steps must be an integer >= 2"),
     ],
 )
 def test_errors_are_one_line(argv: list[str], code: int, text: str, capsys: pytest.CaptureFixture[str]) -> None:

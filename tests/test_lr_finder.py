@@ -433,13 +433,13 @@ def _nan_criterion(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         (dict(start_lr=0.0, end_lr=1.0), ValueError, "must be > 0"),
         (dict(start_lr=-1.0, end_lr=1.0), ValueError, "must be > 0"),
         (dict(start_lr=1e-3, end_lr=float("inf")), ValueError, "end_lr must be finite"),
-        (dict(num_iter=9), ValueError, "num_iter must be >= 10"),
+        (dict(num_iter=9), ValueError, "num_iter must be an integer >= 10"),
         (dict(num_iter=10.5), TypeError, "num_iter must be an integer"),
-        (dict(mode="cosine"), ValueError, "mode must be 'exp' or 'linear'"),
+        (dict(mode="cosine"), ValueError, r"mode must be one of \['exp', 'linear'\]"),
         (dict(smooth=1.0), ValueError, "smooth must be in"),
         (dict(diverge_factor=1.0), ValueError, "diverge_factor must be > 1"),
-        (dict(accumulation_steps=0), ValueError, "accumulation_steps must be >= 1"),
-        (dict(check_every=0), ValueError, "check_every must be >= 1"),
+        (dict(accumulation_steps=0), ValueError, "accumulation_steps must be an integer >= 1"),
+        (dict(check_every=0), ValueError, "check_every must be an integer >= 1"),
         (dict(train_loader=[]), ValueError, "train_loader is empty"),
         (dict(train_loader=torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(0, 3)))),
          ValueError, "train_loader is empty"),
@@ -529,7 +529,7 @@ def _longest_from_to(y: np.ndarray) -> np.ndarray:
 
 
 def test_valley_spans_a_longest_decreasing_subsequence(result: LRFinderResult) -> None:
-    from torchsched.lr_finder import _longest_decreasing
+    from torchsched._lr_finder_result import _longest_decreasing
 
     assert _longest_decreasing(np.array([5.0, 1.0, 4.0, 3.0, 0.5, 2.0, 0.1])) == (0, 6)  # 5 4 3 (2|0.5) 0.1
     assert _longest_decreasing(np.array([1.0, 2.0, 3.0])) in {(0, 0), (1, 1), (2, 2)}

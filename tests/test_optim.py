@@ -503,7 +503,7 @@ def _two_groups() -> torch.optim.Optimizer:
     ({"multipliers": [1.0]}, ValueError, r"multipliers has 1 entries for 2 param groups"),
     ({"multipliers": [1.0, math.inf]}, ValueError, r"multiplier for param group 1 \('head'\) must be finite.*inf"),
     ({"multipliers": [math.nan, 1.0]}, ValueError, r"multiplier for param group 0 must be finite.*nan"),
-    ({"multipliers": {"head": -1.0}}, ValueError, r"param group 1 \('head'\) must be finite and >= 0, got -1.0"),
+    ({"multipliers": {"head": -1.0}}, ValueError, r"param group 1 \('head'\) must be >= 0, got -1.0"),
     ({"multipliers": {"head": "2"}}, TypeError, r"param group 1 \('head'\) must be a real number, got '2'"),
     ({"multipliers": lambda i, g: math.inf if i else 1.0}, ValueError, r"param group 1 \('head'\).*got inf"),
     ({"multipliers": 2.0}, TypeError, r"multipliers must be a dict, a list or a callable"),
@@ -549,11 +549,11 @@ def test_bad_optimizers_schedules_and_lrs() -> None:
         wrap(_two_groups(), schedules={"head": S.constant()})
     opt = _two_groups()
     opt.param_groups[1]["lr"] = math.nan
-    with pytest.raises(ValueError, match=r"the lr of param group 1 \('head'\) must be finite and >= 0, got nan"):
+    with pytest.raises(ValueError, match=r"the lr of param group 1 \('head'\) must be finite, got nan"):
         wrap(opt, S.constant())
     opt.param_groups[1]["lr"] = 0.1
     opt.param_groups[0]["lr_multiplier"] = math.inf
-    with pytest.raises(ValueError, match=r"param group 0\['lr_multiplier'\] must be finite and >= 0, got inf"):
+    with pytest.raises(ValueError, match=r"param group 0\['lr_multiplier'\] must be finite, got inf"):
         wrap(opt, S.constant())
     with pytest.raises(ValueError, match=r"group must be a param group index in 0\.\.1, got 2"):
         w.set_multiplier(2, 1.0)
@@ -685,7 +685,7 @@ def test_param_groups_without_decay_frozen_tied_and_options() -> None:
     ({"lr": -1.0}, ValueError, r"lr must be >= 0, got -1.0"),
     ({"weight_decay": -0.1}, ValueError, r"weight_decay must be >= 0, got -0.1"),
     ({"no_decay": (3,)}, TypeError, r"no_decay entries must be name patterns \(str\) or module types, got 3"),
-    ({"layer_decay": 0.5, "depth": lambda n, p: -1}, ValueError, r"depth\('token', \.\.\.\) must return an integer"),
+    ({"layer_decay": 0.5, "depth": lambda n, p: -1}, ValueError, r"depth\('token', \.\.\.\) must be an integer"),
 ])
 def test_param_groups_bad_input(kwargs: dict[str, Any], exc: type, match: str) -> None:
     args = {"lr": 0.1, **kwargs}

@@ -884,10 +884,10 @@ def test_equal_specs_compare_equal() -> None:
     (lambda: S.interpolate({0: 1.0}, kind="cubic"), r"kind must be one of \['linear', 'cosine'\], got 'cubic'"),
     (lambda: S.one_cycle(100, pct_start=1.5), r"pct_start must be in \(0, 1\), got 1.5"),
     (lambda: S.one_cycle(2, pct_start=0.1), r"total_steps=2 with pct_start=0.1"),
-    (lambda: S.one_cycle(100, anneal="exp"), r"anneal must be 'cos' or 'linear', got 'exp'"),
+    (lambda: S.one_cycle(100, anneal="exp"), r"anneal must be one of \['cos', 'linear'\], got 'exp'"),
     (lambda: S.warmup(10, shape="exponential"), r"init must be > 0 for an exponential warmup"),
     (lambda: S.anneal(10, end=0.0, shape="exponential"), r"start and end > 0"),
-    (lambda: S.cosine_restarts(10, limit=1.5), r"limit must be an integer, got 1.5"),
+    (lambda: S.cosine_restarts(10, limit=1.5), r"limit must be an integer >= 0, got 1.5"),
     (lambda: S.cosine_restarts(10, decay_mode="both"), r"decay_mode must be one of"),
     (lambda: S.cyclic(0.1, 1.0, mode="sine"), r"mode must be one of"),
     (lambda: S.polynomial(10, power=0), r"power must be > 0, got 0"),
@@ -910,9 +910,9 @@ def test_builders_reject_bad_types_by_name(call: Callable[[], Schedule], match: 
 
 def test_step_arguments_are_checked() -> None:
     s = S.cosine(10)
-    with pytest.raises(ValueError, match=r"step must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"step must be an integer >= 0, got -1"):
         s(-1)
-    with pytest.raises(TypeError, match=r"step must be an integer, got 1.5"):
+    with pytest.raises(TypeError, match=r"step must be an integer >= 0, got 1.5"):
         s(1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"steps must be >= 0, got -1"):
         s.values([-1])

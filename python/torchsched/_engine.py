@@ -6,14 +6,13 @@ core, and keeps the owning objects alive for as long as the core may write to th
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from . import _core
+from . import _validate as check
 from ._program import compile_many
 
 FLOAT32, FLOAT64 = 0, 1
@@ -53,24 +52,8 @@ def buffer_pointer(out: Any, count: int, *, name: str = "out") -> tuple[int, int
 
 
 def step_count(value: Any, what: str = "step") -> int:
-    """``value`` as a step count: an integer >= 0 (not a bool); ValueError naming ``what`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{what} must be an integer >= 0, got {value!r}")
-    return int(value)
-
-
-def _finite_list(name: str, values: Sequence[Any], count: int | None = None) -> list[float]:
-    out = []
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"{name}[{i}] must be a real number, got {v!r}")
-        f = float(v)
-        if not math.isfinite(f) or f < 0:
-            raise ValueError(f"{name}[{i}] must be finite and >= 0, got {v!r}")
-        out.append(f)
-    if count is not None and len(out) != count:
-        raise ValueError(f"{name} has {len(out)} entries for {count} groups")
-    return out
+    """:func:`torchsched._validate.step_count` with the value first, the order the CUDA engine calls it in."""
+    return check.step_count(what, value)
 
 
 class Engine:
@@ -82,23 +65,20 @@ class Engine:
 
     def __init__(self, schedules: Any, base_lrs: Sequence[float], multipliers: Sequence[float] | None = None,
                  *, step: int = 0) -> None:
-        from .schedules import Schedule
-
-        base = _finite_list("base_lrs", list(base_lrs))
+        base = check.non_negative_list("base_lrs", base_lrs)
         groups = len(base)
         if groups == 0:
             raise ValueError("base_lrs must have at least one entry")
-        if isinstance(schedules, Schedule):
+        if check.is_schedule(schedules):
             scheds = [schedules] * groups
         else:
             scheds = list(schedules)
             if len(scheds) != groups:
                 raise ValueError(f"got {len(scheds)} schedules for {groups} groups (base_lrs)")
             for i, s in enumerate(scheds):
-                if not isinstance(s, Schedule):
-                    raise TypeError(f"schedules[{i}] must be a torchsched schedule, got {s!r}")
-        mult = [1.0] * groups if multipliers is None else _finite_list("multipliers", list(multipliers), groups)
-        step = step_count(step)
+                check.schedule(f"schedules[{i}]", s)
+        mult = [1.0] * groups if multipliers is None else check.non_negative_list("multipliers", multipliers, groups)
+        step = check.step_count("step", step)
         self.schedules = scheds
         self.base_lrs: list[float] = base
         self.multipliers: list[float] = mult
@@ -117,7 +97,7 @@ class Engine:
 
     @step.setter
     def step(self, value: int) -> None:
-        self._core.step = step_count(value)
+        self._core.step = check.step_count("step", value)
         self._core.write(0, FLOAT64, 0)
 
     def bind(self, out: Any) -> Any:
@@ -160,7 +140,7 @@ class Engine:
         return list(self._core.lrs())
 
     def set_multiplier(self, group: int, value: float) -> None:
-        v = _finite_list("multiplier", [value])[0]
+        v = check.non_negative(f"multipliers[{group}]", value)
         self.multipliers[group] = v
         self._core.set_scale(group, self.base_lrs[group] * v)
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from . import _core
 
-if TYPE_CHECKING:
-    from .schedules import Schedule
+if TYPE_CHECKING:  # what the compiler needs of a schedule, named without importing the schedules above
+    from ._validate import Emitter as Schedule
 
 NUM_PARAMS: int = _core.NUM_PARAMS
 

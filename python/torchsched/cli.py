@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from . import _validate as check
 
 __all__ = ["main", "build_parser", "GALLERY"]
 
@@ -32,6 +33,14 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see {self.prog} --help)", self.prog)
+
+
+def _count_option(command: str, name: str, value: Any, minimum: int) -> int:
+    """An integer option of ``command``, checked as every count is; a bad one is a usage error (status 2)."""
+    try:
+        return check.integer(name, value, minimum)
+    except ValueError as e:
+        raise UsageError(str(e), f"{PROG} {command}") from None
 
 
 def _fmt(v: float) -> str:
@@ -98,8 +107,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     sched, options = _spec.resolve(args.spec)
     steps = args.steps if args.steps is not None else options.get("steps") or _default_steps(sched)
-    if steps < 2:
-        raise UsageError(f"--steps must be >= 2, got {steps}", f"{PROG} plot")
+    steps = _count_option("plot", "--steps", steps, 2)
     base = args.base_lr
     rows, exact = _key_points(sched, steps)
     label = args.spec if not _spec.is_file_spec(args.spec) else f"{args.spec}"
@@ -237,10 +245,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--groups must be comma-separated integers, got {args.groups!r}",
                          f"{PROG} bench") from None
-    if not groups_list or min(groups_list) < 1:
-        raise UsageError(f"--groups must be integers >= 1, got {args.groups!r}", f"{PROG} bench")
-    if args.steps < 1 or args.repeat < 1:
-        raise UsageError("--steps and --repeat must be >= 1", f"{PROG} bench")
+    if not groups_list:
+        raise UsageError(f"--groups must be comma-separated integers, got {args.groups!r}", f"{PROG} bench")
+    for groups in groups_list:
+        _count_option("bench", "--groups", groups, 1)
+    _count_option("bench", "--steps", args.steps, 1)
+    _count_option("bench", "--repeat", args.repeat, 1)
     drop_in: Any
     try:
         from . import lr_scheduler as drop_in  # written separately; optional here
@@ -350,9 +360,7 @@ GALLERY: list[tuple[str, str]] = [
 def cmd_gallery(args: argparse.Namespace) -> int:
     from . import spec as _spec
 
-    steps = args.steps
-    if steps < 2:
-        raise UsageError(f"--steps must be >= 2, got {steps}", f"{PROG} gallery")
+    steps = _count_option("gallery", "--steps", args.steps, 2)
     scheds = [(title, text, _spec.parse(text)) for title, text in GALLERY]
     marks = [0, steps // 4, steps // 2, (3 * steps) // 4, steps - 1]
     print(f"{'family':<24} {'spec':<55} " + " ".join(f"{'f(' + str(m) + ')':>9}" for m in marks))

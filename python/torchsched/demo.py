@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from . import _validate as check
 from . import schedules as S
 from .optim import wrap
 from .param_groups import param_groups
@@ -232,8 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.steps <= args.warmup or args.warmup < 1:
         raise SystemExit(f"need 1 <= --warmup < --steps, got warmup={args.warmup}, steps={args.steps}")
-    if args.threads < 1:
-        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    try:
+        check.integer("--threads", args.threads, 1)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -22,7 +22,6 @@ else 1.
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from functools import partial
@@ -30,7 +29,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ._engine import Engine, buffer_pointer, step_count
+from . import _validate as check
+from ._engine import Engine, buffer_pointer
 from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
@@ -67,17 +67,9 @@ def _group_device(index: int, group: Mapping[str, Any]) -> torch.device:
     return devices.pop() if devices else torch.device("cpu")
 
 
-def _nonneg_finite(what: str, value: Any) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{what} must be a number or a 1-element tensor, got a tensor of shape {tuple(value.shape)}")
-        value = value.detach().reshape(()).item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{what} must be a real number, got {value!r} ({type(value).__name__})")
-    f = float(value)
-    if not math.isfinite(f) or f < 0:
-        raise ValueError(f"{what} must be finite and >= 0, got {value!r}")
-    return f
+def _lr_number(name: str, value: Any) -> float:
+    """A base LR or a multiplier: a finite number >= 0, or a one-element tensor holding one."""
+    return check.non_negative(name, check.scalar(name, value))
 
 
 # ---- engine bindings -----------------------------------------------------------------------------
@@ -252,8 +244,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
                             "schedules= instead of wrapping twice")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if schedule is not None and not isinstance(schedule, Schedule):
-            raise TypeError(f"schedule must be a torchsched schedule (torchsched.schedules), got {schedule!r}")
+        if schedule is not None:
+            check.schedule("schedule", schedule)
         dtype = torch.float32 if lr_dtype is None else lr_dtype
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"lr_dtype must be torch.float32 or torch.float64, got {lr_dtype!r}")
@@ -287,18 +279,17 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             sched = self._schedule
         if sched is None:
             raise ValueError(f"{label} has no schedule: pass schedule=, or give it one in schedules=")
-        if not isinstance(sched, Schedule):
-            raise TypeError(f"the schedule for {label} must be a torchsched schedule, got {sched!r}")
+        check.schedule(f"the schedule for {label}", sched)
         if "lr" not in group:
             raise ValueError(f"{label} has no 'lr'")
-        base = _nonneg_finite(f"the lr of {label}", group["lr"])
+        base = _lr_number(f"the lr of {label}", group["lr"])
         mult = multiplier if multiplier is not None else _lookup("multipliers", self._multiplier_spec, index, group)
         if mult is None:
             mult = group.get(MULTIPLIER_KEY, 1.0)
             what = f"{label}['{MULTIPLIER_KEY}']"
         else:
             what = f"the multiplier for {label}"
-        mult_f = _nonneg_finite(what, mult)
+        mult_f = _lr_number(what, mult)
         tensor = _reads_tensor_lr(self._optimizer, group)
         device = _group_device(index, group) if tensor else torch.device("cpu")
         if tensor and device.type == "cuda":
@@ -432,13 +423,14 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         missing = [k for k in ("step", "base_lrs", "multipliers") if k not in ours]
         if missing:
             raise ValueError(f"state_dict['{_STATE_KEY}'] lacks {missing}")
-        out = {"step": step_count(ours["step"], f"state_dict['{_STATE_KEY}']['step']"), "schedules": ours.get("schedules")}
+        out = {"step": check.step_count(f"state_dict['{_STATE_KEY}']['step']", ours["step"]),
+               "schedules": ours.get("schedules")}
         for key in ("base_lrs", "multipliers"):
             values = list(ours[key])
             if len(values) != count:
                 raise ValueError(f"state_dict['{_STATE_KEY}']['{key}'] has {len(values)} entries for "
                                  f"{count} param groups")
-            out[key] = [_nonneg_finite(f"state_dict['{_STATE_KEY}']['{key}'][{i}]", v) for i, v in enumerate(values)]
+            out[key] = [_lr_number(f"state_dict['{_STATE_KEY}']['{key}'][{i}]", v) for i, v in enumerate(values)]
         return out
 
     # ---- the schedule
@@ -481,7 +473,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if isinstance(group, bool) or not isinstance(group, numbers.Integral) or not 0 <= group < self._count:
             raise ValueError(f"group must be a param group index in 0..{self._count - 1}, got {group!r}")
         groups = self._optimizer.param_groups
-        self._multipliers[group] = _nonneg_finite(f"the multiplier for {_group_label(group, groups[group])}", value)
+        self._multipliers[group] = _lr_number(f"the multiplier for {_group_label(group, groups[group])}", value)
         self._rebuild(_engine_step(self._binding))
 
     # ---- forwarding to the wrapped optimizer

@@ -21,14 +21,13 @@ and the full dotted name) and module types.
 from __future__ import annotations
 
 import fnmatch
-import numbers
 from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
 
+from . import _validate as check
 from .optim import MULTIPLIER_KEY
-from .schedules import _number as _real  # one real-number check for the package
 
 __all__ = ["param_groups", "layer_depths", "NORM_LAYERS"]
 
@@ -104,17 +103,11 @@ def param_groups(model: nn.Module, *, lr: float, layer_decay: float | None = Non
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    base = _real("lr", lr)
-    if base < 0:
-        raise ValueError(f"lr must be >= 0, got {lr!r}")
-    wd = _real("weight_decay", weight_decay)
-    if wd < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    base = check.non_negative("lr", lr)
+    wd = check.non_negative("weight_decay", weight_decay)
     decay_factor = None
     if layer_decay is not None:
-        decay_factor = _real("layer_decay", layer_decay)
-        if not 0 < decay_factor <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay!r}")
+        decay_factor = check.in_interval("layer_decay", layer_decay, 0, 1, low_open=True)
     patterns: list[str] = []
     types: list[type] = []
     for item in no_decay:
@@ -136,10 +129,7 @@ def param_groups(model: nn.Module, *, lr: float, layer_decay: float | None = Non
     else:
         depths = {}
         for n, p in named:
-            k = depth(n, p)
-            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
-                raise ValueError(f"depth({n!r}, ...) must return an integer >= 0, got {k!r}")
-            depths[n] = int(k)
+            depths[n] = check.integer(f"depth({n!r}, ...)", depth(n, p))
     depth_max = max(depths[n] for n, _ in named)
 
     def is_no_decay(name: str) -> bool:

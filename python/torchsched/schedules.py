@@ -13,60 +13,19 @@ Conventions (the peer each follows is named in the README's table): the value af
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import _validate as check
 from ._program import Builder, Code, compile_many
-
-_INT64_MAX = 2**63 - 1
 
 __all__ = [
     "Schedule", "constant", "step", "multistep", "piecewise_constant", "exponential", "linear", "polynomial",
     "inverse_time", "inverse_power", "inverse_sqrt", "cosine", "cosine_restarts", "cyclic", "one_cycle",
     "warmup", "anneal", "interpolate", "tanh", "warmup_stable_decay", "sequence", "product", "scale",
-    "shift", "engine",
+    "shift",
 ]
-
-
-# ---- argument checks: every failure names the argument and the value ---------------------------
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    v = float(value)
-    if math.isnan(v) or math.isinf(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return v
-
-
-def _nonneg(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
-
-
-def _positive(name: str, value: Any) -> float:
-    v = _number(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _choice(name: str, value: Any, options: Sequence[str]) -> int:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
-    return list(options).index(value)
-
-
-def _sorted_steps(name: str, values: Iterable[Any], strict: bool = False) -> list[float]:
-    out = [_nonneg(f"{name}[{i}]", v) for i, v in enumerate(values)]
-    for i in range(1, len(out)):
-        if out[i] < out[i - 1] or (strict and out[i] == out[i - 1]):
-            raise ValueError(f"{name} must be sorted{' and distinct' if strict else ''}, got {list(values)!r}")
-    return out
 
 
 # ---- the spec ------------------------------------------------------------------------------------
@@ -93,35 +52,16 @@ class Schedule:
 
     def __call__(self, step: int) -> float:
         """The value at ``step`` (an integer >= 0)."""
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-            raise TypeError(f"step must be an integer, got {step!r}")
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step!r}")
-        return float(self._program().value(0, int(step)))
+        return float(self._program().value(0, check.step_count("step", step)))
 
     def values(self, steps: Any) -> np.ndarray:
         """Values at many steps (a ``range``, a sequence or an integer array) in one core call, float64."""
         if isinstance(steps, range) and steps.step > 0:  # evaluated without a step array
             if not steps:
                 return np.zeros(0, dtype=np.float64)
-            if steps.start < 0:
-                raise ValueError(f"steps must be >= 0, got {steps.start}")
-            if steps[-1] > _INT64_MAX:
-                raise ValueError(f"steps must be < 2**63, got {steps[-1]}")
+            check.step_range("steps", steps)
             return self._program().values_range(0, steps.start, steps.step, len(steps))
-        if isinstance(steps, range):
-            arr = np.arange(steps.start, steps.stop, steps.step, dtype=np.int64)
-        else:
-            raw = np.asarray(steps)
-            if raw.dtype.kind not in "iu" and raw.size:
-                if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw)):
-                    raw = raw.astype(np.int64)
-                else:
-                    raise TypeError(f"steps must be integers, got dtype {raw.dtype}")
-            arr = np.ascontiguousarray(raw, dtype=np.int64).reshape(-1)
-        if arr.size and int(arr.min()) < 0:
-            raise ValueError(f"steps must be >= 0, got {int(arr.min())}")
-        return np.asarray(self._program().values(0, arr), dtype=np.float64)
+        return np.asarray(self._program().values(0, check.step_array("steps", steps)), dtype=np.float64)
 
     # ---- combinators as operators
     def __mul__(self, other: Any) -> Schedule:
@@ -190,13 +130,14 @@ def _args(**kwargs: Any) -> dict[str, Any]:
 
 def constant(value: float = 1.0) -> Schedule:
     """``value`` at every step."""
-    return _Leaf("constant", _args(value=value), Code.CONSTANT, [_nonneg("value", value)], duration=0.0)
+    return _Leaf("constant", _args(value=value), Code.CONSTANT, [check.non_negative("value", value)], duration=0.0)
 
 
 def step(step_size: int, gamma: float = 0.1, *, init: float = 1.0) -> Schedule:
     """``init * gamma ** (t // step_size)`` (torch ``StepLR``)."""
     return _Leaf("step", _args(step_size=step_size, gamma=gamma, init=init), Code.STEP,
-                 [_nonneg("init", init), _positive("step_size", step_size), _nonneg("gamma", gamma)])
+                 [check.non_negative("init", init), check.positive("step_size", step_size),
+                  check.non_negative("gamma", gamma)])
 
 
 def piecewise_constant(boundaries: Sequence[float], values: Sequence[float], *, switch_after: bool = False) -> Schedule:
@@ -205,8 +146,8 @@ def piecewise_constant(boundaries: Sequence[float], values: Sequence[float], *, 
     A boundary b is reached at ``t >= b`` (torch, optax); ``switch_after=True`` reaches it at ``t > b``
     (Keras ``PiecewiseConstantDecay``).
     """
-    b = _sorted_steps("boundaries", boundaries)
-    v = [_nonneg(f"values[{i}]", x) for i, x in enumerate(values)]
+    b = check.sorted_steps("boundaries", boundaries)
+    v = [check.non_negative(f"values[{i}]", x) for i, x in enumerate(values)]
     if len(v) != len(b) + 1:
         raise ValueError(f"values needs len(boundaries) + 1 = {len(b) + 1} entries, got {len(v)}")
     return _Leaf("piecewise_constant", _args(boundaries=list(boundaries), values=list(values), switch_after=switch_after),
@@ -216,9 +157,9 @@ def piecewise_constant(boundaries: Sequence[float], values: Sequence[float], *, 
 
 def multistep(milestones: Sequence[int], gamma: float = 0.1, *, init: float = 1.0) -> Schedule:
     """``init * gamma ** (milestones reached)`` (torch ``MultiStepLR``; repeated milestones count twice)."""
-    m = _sorted_steps("milestones", sorted(milestones))
-    g = _nonneg("gamma", gamma)
-    i0 = _nonneg("init", init)
+    m = check.sorted_steps("milestones", sorted(milestones))
+    g = check.non_negative("gamma", gamma)
+    i0 = check.non_negative("init", init)
     sched = piecewise_constant(m, [i0 * g**k for k in range(len(m) + 1)])
     sched._name, sched._args = "multistep", _args(milestones=list(milestones), gamma=gamma, init=init)
     return sched
@@ -229,8 +170,9 @@ def exponential(rate: float, steps: float = 1, *, init: float = 1.0, begin: int 
     """``init * rate ** ((t - begin) / steps)`` (floored with ``staircase``), held at ``init`` before ``begin``
     and clipped at ``bound`` (optax ``exponential_decay``; Keras ``ExponentialDecay``; torch ``ExponentialLR``
     is ``steps=1``)."""
-    params = [_nonneg("init", init), _positive("rate", rate), _positive("steps", steps), _nonneg("begin", begin),
-              1.0 if staircase else 0.0, math.nan if bound is None else _nonneg("bound", bound)]
+    params = [check.non_negative("init", init), check.positive("rate", rate), check.positive("steps", steps),
+              check.non_negative("begin", begin), 1.0 if staircase else 0.0,
+              math.nan if bound is None else check.non_negative("bound", bound)]
     return _Leaf("exponential", _args(rate=rate, steps=steps, init=init, begin=begin, staircase=staircase, bound=bound),
                  Code.EXPONENTIAL, params)
 
@@ -239,8 +181,8 @@ def polynomial(steps: float, *, init: float = 1.0, final: float = 0.0, power: fl
                k: float = 1.0) -> Schedule:
     """``(init - final) * (1 - (t/steps)**k) ** power + final``, then ``final`` (optax, Keras; ``cycle`` as
     Keras ``PolynomialDecay``; ``k`` as timm's ``k_decay``)."""
-    params = [_nonneg("init", init), _nonneg("final", final), _positive("steps", steps), _positive("power", power),
-              1.0 if cycle else 0.0, _positive("k", k)]
+    params = [check.non_negative("init", init), check.non_negative("final", final), check.positive("steps", steps),
+              check.positive("power", power), 1.0 if cycle else 0.0, check.positive("k", k)]
     return _Leaf("polynomial", _args(steps=steps, init=init, final=final, power=power, cycle=cycle, k=k),
                  Code.POLYNOMIAL, params, duration=None if cycle else float(steps))
 
@@ -255,19 +197,20 @@ def linear(steps: float, *, init: float = 1.0, final: float = 0.0) -> Schedule:
 def inverse_time(rate: float, steps: float = 1, *, init: float = 1.0, staircase: bool = False) -> Schedule:
     """``init / (1 + rate * t / steps)`` (Keras ``InverseTimeDecay``)."""
     return _Leaf("inverse_time", _args(rate=rate, steps=steps, init=init, staircase=staircase), Code.INVERSE_TIME,
-                 [_nonneg("init", init), _nonneg("rate", rate), _positive("steps", steps), 1.0 if staircase else 0.0])
+                 [check.non_negative("init", init), check.non_negative("rate", rate), check.positive("steps", steps),
+                  1.0 if staircase else 0.0])
 
 
 def inverse_power(steps: float, gamma: float = 0.5, *, init: float = 1.0) -> Schedule:
     """``init * (1 + t / steps) ** -gamma``."""
     return _Leaf("inverse_power", _args(steps=steps, gamma=gamma, init=init), Code.INVERSE_POWER,
-                 [_nonneg("init", init), _positive("steps", steps), _nonneg("gamma", gamma)])
+                 [check.non_negative("init", init), check.positive("steps", steps), check.non_negative("gamma", gamma)])
 
 
 def inverse_sqrt(timescale: float, *, init: float = 1.0) -> Schedule:
     """``init / sqrt((t + timescale) / timescale)``: 1 at t = 0 (Transformers ``inverse_sqrt`` after warmup)."""
     return _Leaf("inverse_sqrt", _args(timescale=timescale, init=init), Code.INVERSE_SQRT,
-                 [_nonneg("init", init), _positive("timescale", timescale)])
+                 [check.non_negative("init", init), check.positive("timescale", timescale)])
 
 
 def cosine(steps: float, *, init: float = 1.0, final: float = 0.0, exponent: float = 1.0, cycles: float = 0.5,
@@ -277,8 +220,9 @@ def cosine(steps: float, *, init: float = 1.0, final: float = 0.0, exponent: flo
     ``clamp`` holds ``final`` after ``steps`` (optax, Keras); ``clamp=False`` lets the cosine go on
     (torch's closed form, Transformers' ``num_cycles``).
     """
-    params = [_nonneg("init", init), _nonneg("final", final), _positive("steps", steps), _positive("exponent", exponent),
-              _positive("cycles", cycles), 1.0 if clamp else 0.0, _positive("k", k)]
+    params = [check.non_negative("init", init), check.non_negative("final", final), check.positive("steps", steps),
+              check.positive("exponent", exponent), check.positive("cycles", cycles), 1.0 if clamp else 0.0,
+              check.positive("k", k)]
     return _Leaf("cosine", _args(steps=steps, init=init, final=final, exponent=exponent, cycles=cycles, clamp=clamp, k=k),
                  Code.COSINE, params, duration=float(steps) if clamp else None)
 
@@ -291,12 +235,11 @@ def cosine_restarts(period: float, *, init: float = 1.0, final: float = 0.0, per
     above ``final`` (``"swing"``, Keras ``CosineDecayRestarts``). After ``limit`` cycles (0: never) it holds
     ``final`` (timm ``cycle_limit``). torch ``CosineAnnealingWarmRestarts`` is ``period_mult`` integer, no decay.
     """
-    mode = _choice("decay_mode", decay_mode, ["peak", "swing"])
-    lim = _nonneg("limit", limit)
-    if lim != int(lim):
-        raise ValueError(f"limit must be an integer, got {limit!r}")
-    params = [_nonneg("init", init), _nonneg("final", final), _positive("period", period),
-              _positive("period_mult", period_mult), _nonneg("decay", decay), lim, float(mode), _positive("k", k)]
+    mode = check.choice("decay_mode", decay_mode, ["peak", "swing"])
+    lim = float(check.integer("limit", limit))
+    params = [check.non_negative("init", init), check.non_negative("final", final), check.positive("period", period),
+              check.positive("period_mult", period_mult), check.non_negative("decay", decay), lim, float(mode),
+              check.positive("k", k)]
     return _Leaf("cosine_restarts", _args(period=period, init=init, final=final, period_mult=period_mult, decay=decay,
                                           limit=limit, decay_mode=decay_mode, k=k), Code.COSINE_RESTARTS, params)
 
@@ -307,16 +250,14 @@ def cyclic(base: float, max: float, step_up: float = 2000, step_down: float | No
 
     ``gamma`` (exp_range) must be in (0, 1]: the amplitude shrinks by ``gamma ** t``; a larger one would grow
     without bound and overflow."""
-    m = _choice("mode", mode, ["triangular", "triangular2", "exp_range"])
-    g = _positive("gamma", gamma)
-    if g > 1:
-        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+    m = check.choice("mode", mode, ["triangular", "triangular2", "exp_range"])
+    g = check.in_interval("gamma", gamma, 0, 1, low_open=True)
     if scale_mode is None:
         scale_mode = "iterations" if mode == "exp_range" else "cycle"
-    sm = _choice("scale_mode", scale_mode, ["cycle", "iterations"])
-    up = _positive("step_up", step_up)
-    down = up if step_down is None else _positive("step_down", step_down)
-    params = [_nonneg("base", base), _nonneg("max", max), up, down, float(m), g, float(sm)]
+    sm = check.choice("scale_mode", scale_mode, ["cycle", "iterations"])
+    up = check.positive("step_up", step_up)
+    down = up if step_down is None else check.positive("step_down", step_down)
+    params = [check.non_negative("base", base), check.non_negative("max", max), up, down, float(m), g, float(sm)]
     return _Leaf("cyclic", _args(base=base, max=max, step_up=step_up, step_down=step_down, mode=mode, gamma=gamma,
                                  scale_mode=scale_mode), Code.CYCLIC, params)
 
@@ -326,9 +267,9 @@ def interpolate(points: Mapping[float, float] | Sequence[tuple[float, float]], *
     items = sorted(points.items()) if isinstance(points, Mapping) else [tuple(p) for p in points]
     if not items:
         raise ValueError("points must not be empty")
-    times = _sorted_steps("points (steps)", [t for t, _ in items], strict=True)
-    vals = [_nonneg(f"points[{t!r}]", v) for t, v in items]
-    kind_i = _choice("kind", kind, ["linear", "cosine"])
+    times = check.sorted_steps("points (steps)", [t for t, _ in items], strict=True)
+    vals = [check.non_negative(f"points[{t!r}]", v) for t, v in items]
+    kind_i = check.choice("kind", kind, ["linear", "cosine"])
     return _Leaf("interpolate", _args(points=[(t, v) for t, v in items], kind=kind), Code.INTERP, [float(kind_i)],
                  times + vals, len(times), duration=times[-1])
 
@@ -338,16 +279,12 @@ def one_cycle(total_steps: int, *, max: float = 1.0, pct_start: float = 0.3, div
     """One-cycle policy with torch ``OneCycleLR``'s phase ends: up from ``max/div_factor`` to ``max`` by step
     ``pct_start*total - 1``, (three-phase: back down by ``2*pct_start*total - 2``), then down to
     ``max/div_factor/final_div_factor`` at ``total - 1``."""
-    total = _positive("total_steps", total_steps)
-    pct = _number("pct_start", pct_start)
-    if not 0 < pct < 1:
-        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
-    peak = _nonneg("max", max)
-    initial = peak / _positive("div_factor", div_factor)
-    minimum = initial / _positive("final_div_factor", final_div_factor)
-    kind = {"cos": "cosine", "linear": "linear"}.get(anneal)
-    if kind is None:
-        raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}")
+    total = check.positive("total_steps", total_steps)
+    pct = check.in_interval("pct_start", pct_start, 0, 1, low_open=True, high_open=True)
+    peak = check.non_negative("max", max)
+    initial = peak / check.positive("div_factor", div_factor)
+    minimum = initial / check.positive("final_div_factor", final_div_factor)
+    kind = ["cosine", "linear"][check.choice("anneal", anneal, ["cos", "linear"])]
     if three_phase:
         pts = [(0.0, initial), (pct * total - 1, peak), (2 * pct * total - 2, initial), (total - 1, minimum)]
     else:
@@ -367,38 +304,40 @@ def warmup(steps: float, *, init: float = 0.0, peak: float = 1.0, shape: str = "
 
     Linear warmup is ``init + (peak - init) * t / steps``: ``init`` at t = 0 (Transformers, optax, timm).
     """
-    s = _choice("shape", shape, ["linear", "exponential", "constant"])
-    i0 = _nonneg("init", init)
+    s = check.choice("shape", shape, ["linear", "exponential", "constant"])
+    i0 = check.non_negative("init", init)
     if s == 1 and i0 == 0:
         raise ValueError("init must be > 0 for an exponential warmup, got 0")
     return _Leaf("warmup", _args(steps=steps, init=init, peak=peak, shape=shape), Code.WARMUP,
-                 [i0, _nonneg("peak", peak), _positive("steps", steps), float(s)], duration=float(steps))
+                 [i0, check.non_negative("peak", peak), check.positive("steps", steps), float(s)],
+                 duration=float(steps))
 
 
 def anneal(steps: float, *, start: float = 1.0, end: float = 0.0, shape: str = "linear") -> Schedule:
     """From ``start`` to ``end`` over ``steps``, then ``end``: ``linear``, ``cosine``, ``1-sqrt`` or
     ``exponential`` (geometric) — the decay shapes of warmup-stable-decay."""
-    s = _choice("shape", shape, ["linear", "cosine", "1-sqrt", "exponential"])
-    st, en = _nonneg("start", start), _nonneg("end", end)
+    s = check.choice("shape", shape, ["linear", "cosine", "1-sqrt", "exponential"])
+    st, en = check.non_negative("start", start), check.non_negative("end", end)
     if s == 3 and (st == 0 or en == 0):
         raise ValueError(f"an exponential anneal needs start and end > 0, got start={start!r}, end={end!r}")
     return _Leaf("anneal", _args(steps=steps, start=start, end=end, shape=shape), Code.ANNEAL,
-                 [st, en, _positive("steps", steps), float(s)], duration=float(steps))
+                 [st, en, check.positive("steps", steps), float(s)], duration=float(steps))
 
 
 def tanh(steps: float, *, init: float = 1.0, final: float = 0.0, lb: float = -7.0, ub: float = 3.0) -> Schedule:
     """timm ``TanhLRScheduler``: ``final + (init - final)/2 * (1 - tanh(lb (1 - t/steps) + ub t/steps))``, then ``final``."""
     return _Leaf("tanh", _args(steps=steps, init=init, final=final, lb=lb, ub=ub), Code.TANH,
-                 [_nonneg("init", init), _nonneg("final", final), _positive("steps", steps), _number("lb", lb),
-                  _number("ub", ub)], duration=float(steps))
+                 [check.non_negative("init", init), check.non_negative("final", final), check.positive("steps", steps),
+                  check.real("lb", lb),
+                  check.real("ub", ub)], duration=float(steps))
 
 
 def warmup_stable_decay(warmup_steps: int, stable_steps: int, decay_steps: int, *, peak: float = 1.0,
                         init: float = 0.0, final: float = 0.0, decay_shape: str = "linear",
                         warmup_shape: str = "linear") -> Schedule:
     """Warmup to ``peak``, hold it ``stable_steps``, then decay to ``final`` over ``decay_steps`` (WSD)."""
-    w = _nonneg("warmup_steps", warmup_steps)
-    s = _nonneg("stable_steps", stable_steps)
+    w = check.non_negative("warmup_steps", warmup_steps)
+    s = check.non_negative("stable_steps", stable_steps)
     pieces: list[Schedule] = []
     bounds: list[float] = []
     if w > 0:
@@ -417,19 +356,13 @@ def warmup_stable_decay(warmup_steps: int, stable_steps: int, decay_steps: int, 
 
 # ---- combinators ---------------------------------------------------------------------------------
 
-def _check_schedule(name: str, s: Any) -> Schedule:
-    if not isinstance(s, Schedule):
-        raise TypeError(f"{name} must be a torchsched schedule, got {s!r}")
-    return s
-
-
 def sequence(schedules: Sequence[Schedule], boundaries: Sequence[float]) -> Schedule:
     """``schedules[k]`` from ``boundaries[k-1]`` on, on its own clock (it sees ``t - boundaries[k-1]``),
     as optax ``join_schedules``. Needs ``len(boundaries) == len(schedules) - 1``."""
-    scheds = [_check_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
+    scheds = [check.schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
     if not scheds:
         raise ValueError("schedules must not be empty")
-    b = _sorted_steps("boundaries", boundaries)
+    b = check.sorted_steps("boundaries", boundaries)
     if len(b) != len(scheds) - 1:
         raise ValueError(f"boundaries needs len(schedules) - 1 = {len(scheds) - 1} entries, got {len(b)}")
     last = scheds[-1].duration
@@ -439,7 +372,7 @@ def sequence(schedules: Sequence[Schedule], boundaries: Sequence[float]) -> Sche
 
 def product(*schedules: Schedule) -> Schedule:
     """The product of the schedules at each step (for instance a warmup factor times a decay)."""
-    scheds = [_check_schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
+    scheds = [check.schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
     if not scheds:
         raise ValueError("product needs at least one schedule")
     durations = [s.duration for s in scheds]
@@ -449,21 +382,14 @@ def product(*schedules: Schedule) -> Schedule:
 
 def scale(schedule: Schedule, factor: float) -> Schedule:
     """``factor`` times the schedule."""
-    s = _check_schedule("schedule", schedule)
-    return _Node("scale", _args(schedule=s, factor=factor), Code.SCALE, [s], [_nonneg("factor", factor)],
+    s = check.schedule("schedule", schedule)
+    return _Node("scale", _args(schedule=s, factor=factor), Code.SCALE, [s], [check.non_negative("factor", factor)],
                  duration=s.duration)
 
 
 def shift(schedule: Schedule, offset: int) -> Schedule:
     """The schedule running ``offset`` steps ahead: its value at ``t + offset``. In a :func:`sequence`,
     ``shift(s, boundary)`` gives a piece the global clock back (timm's ``warmup_prefix=False``)."""
-    s = _check_schedule("schedule", schedule)
-    return _Node("shift", _args(schedule=s, offset=offset), Code.SHIFT, [s], [_nonneg("offset", offset)])
+    s = check.schedule("schedule", schedule)
+    return _Node("shift", _args(schedule=s, offset=offset), Code.SHIFT, [s], [check.non_negative("offset", offset)])
 
-
-def engine(schedules: Schedule | Sequence[Schedule], base_lrs: Sequence[float],
-           multipliers: Sequence[float] | None = None, *, step: int = 0) -> Any:
-    """An engine for G groups: LR_g(t) = base_lrs[g] * multipliers[g] * schedule_g(t). See :class:`Engine`."""
-    from ._engine import Engine
-
-    return Engine(schedules, base_lrs, multipliers, step=step)

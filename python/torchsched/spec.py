@@ -57,6 +57,7 @@ import numbers
 import os
 from typing import Any, Callable, Mapping
 
+from . import _validate as check
 from . import schedules as _s
 
 __all__ = ["SpecError", "parse", "load", "from_obj", "resolve", "BUILDERS", "WORDS"]
@@ -295,12 +296,10 @@ def build(name: str, args: list[Any], kwargs: dict[str, Any]) -> _s.Schedule:
     if words:
         if name not in _WORD_PARAM:
             raise SpecError(f"{name}() takes no shape word, got {str(words[0])!r}")
-        param, allowed = _WORD_PARAM[name]
+        param = _WORD_PARAM[name][0]  # the builder checks the word, as it checks the keyword
         if len(words) > 1:
             raise SpecError(f"{name}() takes one shape word, got {', '.join(map(str, words))}")
         word = str(words[0])
-        if word not in allowed:
-            raise SpecError(f"{name}() {param} must be one of {sorted(allowed)}, got {word!r}")
         if param in kwargs:
             raise SpecError(f"{name}() got {param} both as the word {word!r} and as a keyword")
         if name == "one_cycle" and word == "cosine":
@@ -383,8 +382,11 @@ def _value(v: Any, where: str) -> Any:
         return {k: _value(x, f"{where}.{k}") for k, x in v.items()}
     if isinstance(v, list):
         return [_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
-    if isinstance(v, float) and not math.isfinite(v):
-        raise SpecError(f"{where}: {v!r} is not finite")
+    if isinstance(v, float):
+        try:
+            check.real(where, v)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
     return v
 
 
@@ -416,10 +418,10 @@ def load(path: str | os.PathLike[str]) -> tuple[_s.Schedule, dict[str, Any]]:
     obj = _read(p)
     options: dict[str, Any] = {}
     if isinstance(obj, Mapping) and "type" not in obj and "steps" in obj:
-        steps = obj["steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise SpecError(f"{p}: steps must be an integer >= 1, got {steps!r}")
-        options["steps"] = steps
+        try:
+            options["steps"] = check.integer("steps", obj["steps"], 1)
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{p}: {e}") from None
     return from_obj(obj, os.path.basename(p)), options
 
 
