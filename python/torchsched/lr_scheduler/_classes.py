@@ -89,10 +89,10 @@ from torch import Tensor
 from torch.optim import lr_scheduler as _tl
 from torch.optim import swa_utils as _tswa
 
-from . import _core
-from ._cuda import refuse_cpu_lr_for_cuda_params
-from ._program import Builder
-from .schedules import Schedule
+from .. import _core
+from .._cuda import refuse_cpu_lr_for_cuda_params
+from .._program import Builder
+from ..schedules import Schedule
 
 __all__ = [
     "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
@@ -337,7 +337,7 @@ def _cuda_build_ok() -> bool:
         return True
     if not _CUDA_FALLBACK_WARNED:
         _CUDA_FALLBACK_WARNED = True
-        from ._cuda import REBUILD_HINT
+        from .._cuda import REBUILD_HINT
         warnings.warn("LR tensors on a CUDA device, but torchsched's core cannot run its CUDA engine: the "
                       "schedulers take the per-group path (a host sync per group and step). " + REBUILD_HINT,
                       RuntimeWarning, stacklevel=4)
@@ -387,8 +387,8 @@ class _CudaStepper:
 
     def __init__(self, program: Any, roots: Sequence[int], scale: Sequence[float], locate: Any, device: torch.device,
                  dtype: Any, lrs: Sequence[float], host: Any) -> None:
-        from ._cuda import _CHAINABLE_CODES, CudaEngine
-        from ._program import OP_DTYPE
+        from .._cuda import _CHAINABLE_CODES, CudaEngine
+        from .._program import OP_DTYPE
 
         codes = np.frombuffer(program.op_bytes(), dtype=OP_DTYPE)["code"]
         self.chainable = bool(np.isin(codes, list(_CHAINABLE_CODES)).any())
@@ -840,7 +840,7 @@ class _Core(_LastLR):
         """(program, roots, scale, locate) for the CUDA engine, or None to keep the host engine. The default
         is the scheduler's own program on its own clock."""
         program, roots, _ = _compile(spec.leaves, ())
-        from ._program import OP_DTYPE
+        from .._program import OP_DTYPE
         if (np.frombuffer(program.op_bytes(), dtype=OP_DTYPE)["code"] == _T_INPUT).any():
             return None
         if spec.combine == _SCALE:
@@ -1557,5 +1557,5 @@ functools.update_wrapper(ReduceLROnPlateau.__init__, _tl.ReduceLROnPlateau.__ini
 for _cls in (LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR,
              SequentialLR, PolynomialLR, CosineAnnealingLR, ChainedScheduler, ReduceLROnPlateau, CyclicLR,
              CosineAnnealingWarmRestarts, OneCycleLR, SWALR, LRScheduler):
-    _cls.__module__ = __name__
+    _cls.__module__ = "torchsched.lr_scheduler"
 del _cls
