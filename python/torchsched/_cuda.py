@@ -8,20 +8,14 @@ torch stream: it moves the device step on and writes every group's LR. Captured 
 advances the schedule with no host involvement.
 
 **Host mirror.** The engine also runs the same program on the host in double precision, in lockstep with
-the Python calls, so :meth:`CudaEngine.lrs` / :meth:`get_last_lr` / :attr:`step` answer without a sync. The
-host cannot see two things, and the mirror is then *possibly stale* (:attr:`CudaEngine.stale`):
+the Python calls, so :meth:`CudaEngine.lrs` / :attr:`CudaEngine.step` answer without a sync. It cannot see
+graph replays (an ``advance()`` recorded into a graph does not move it) nor a step the device skipped for a
+non-zero ``found_inf`` (``torch.amp.GradScaler``'s inf/NaN flag); it is then *possibly stale*
+(:attr:`CudaEngine.stale`) until :meth:`CudaEngine.resync`, the one documented call that waits for the device
+and copies its step, mirror and LR buffer back in a single copy (:meth:`CudaEngine.state_dict` resyncs first).
 
-* graph replays (Python does not run during them): an ``advance()`` recorded into a graph does not move the
-  mirror, and each replay moves the device on;
-* a step skipped on the device because ``found_inf`` was non-zero (``advance(found_inf=...)``, as
-  ``torch.amp.GradScaler`` reports an inf/NaN gradient): the mirror assumes the step was taken.
-
-:meth:`CudaEngine.resync` is the one documented call that brings the mirror back: it waits for the device
-and copies the step, the mirror and the LR buffer to the host in a single explicit copy.
-:meth:`CudaEngine.state_dict` always resyncs first, so a checkpoint never holds a stale step.
-
-The helpers :func:`check_optimizer_for_device_lrs` and :func:`replace_shared_lr_tensors` make sure a torch
-optimizer really reads these tensors on the device; they, the GradScaler flag and ``wrap()``'s binding live in
+:func:`check_optimizer_for_device_lrs` and :func:`replace_shared_lr_tensors` make sure a torch optimizer
+really reads these tensors on the device; they, the GradScaler flag and ``wrap()``'s binding live in
 :mod:`torchsched._cuda_optim` and are re-exported here.
 """
 
