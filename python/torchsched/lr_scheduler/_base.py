@@ -220,14 +220,6 @@ class _Core(_LastLR):
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _advance_epoch(self, epoch: Any) -> bool:
-        """torch's last_epoch update of a step; True when the step takes the closed form (step(epoch))."""
-        if epoch is None:
-            self.last_epoch += 1
-            return False
-        self.last_epoch = epoch
-        return self._has_closed_form
-
     def _rule_clock(self) -> Any:
         return self.last_epoch
 

@@ -15,7 +15,7 @@ from .._program import Builder, Code
 from ._base import _GET_LR_WARNING, _Core
 from ._cuda_stepper import _locate_clock
 from ._spec import _BETAS, _MOMENTUM, _NO_MOMENTUM, _base, _leaf, _Spec
-from ._step import _first_tensor, _like, decide_step
+from ._step import _first_tensor, _like, decide_lrs
 
 
 class CyclicLR(_Core, _tl.CyclicLR):
@@ -100,10 +100,11 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
         if not self._rule_in_core:
             _tl.CosineAnnealingWarmRestarts.step(self, epoch)
             return
-        self._write_step(decide_step(self, epoch))
+        self._restart_bookkeeping(epoch)
+        self._write_step(decide_lrs(self, False))
 
-    def _advance_epoch(self, epoch: Any) -> bool:
-        """torch's restart bookkeeping (``T_cur``, ``T_i``, ``last_epoch``) for a step or a given epoch."""
+    def _restart_bookkeeping(self, epoch: Any) -> None:
+        """torch's ``T_cur``, ``T_i`` and ``last_epoch`` after a step, or at a given (fractional) epoch."""
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
@@ -126,7 +127,6 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
                 self.T_cur = epoch - self.T_0 * (self.T_mult**n - 1) / (self.T_mult - 1)
                 self.T_i = self.T_0 * self.T_mult ** (n)
         self.last_epoch = math.floor(epoch)
-        return False  # the rule is torch's closed form already, on (T_cur, T_i)
 
     def _rule_clock(self) -> Any:
         return self.T_cur

@@ -35,7 +35,13 @@ class StepDecision(NamedTuple):
 def decide_step(scheduler: Any, epoch: Any) -> StepDecision:
     """torch's ``_update_lr`` up to the store: moves ``last_epoch`` (to ``epoch`` when given, which takes
     the closed form where the class has one) and decides what this step's LRs are."""
-    return decide_lrs(scheduler, scheduler._advance_epoch(epoch))
+    if epoch is None:
+        scheduler.last_epoch += 1
+        closed_form = False
+    else:
+        scheduler.last_epoch = epoch
+        closed_form = scheduler._has_closed_form
+    return decide_lrs(scheduler, closed_form)
 
 
 def decide_lrs(scheduler: Any, closed_form: bool) -> StepDecision:
