@@ -365,11 +365,17 @@ def test_copy_lrs_from_takes_the_other_engines_lrs_and_keeps_the_step():
     assert step == 7 and ours.step == 7 and not ours.stale
     assert mirror.tolist() == [0.123456789123, 0.25] and ours.lrs() == [0.123456789123, 0.25]
     assert np.array_equal(out, np.float32([0.123456789123, 0.25])) and np.array_equal(ours._host.shadow, out)
-    # a float64 engine adopting a float32 one gets the float32 buffer widened, on both sides
+    # a float64 engine adopting a float32 one: its buffer holds the float64 LRs, on both sides
     wide = engine_on_cpu(S.cosine(100), [0.1, 0.2], torch.float64)
     wide.copy_lrs_from(other)
-    assert state_of(wide)[2].tolist() == np.float32([0.123456789123, 0.25]).astype(np.float64).tolist()
+    assert state_of(wide)[2].tolist() == [0.123456789123, 0.25]
     assert np.array_equal(wide._host.shadow, state_of(wide)[2])
+    # a lazily evaluated program: the LRs of its current step, not the ones it was seeded with
+    lazy = engine_on_cpu(S.cosine(100), [1.0, 2.0])
+    lazy._host.advance()
+    ours.copy_lrs_from(lazy)
+    assert ours.lrs() == [S.cosine(100)(1), 2.0 * S.cosine(100)(1)]
+    assert np.array_equal(ours._host.shadow, np.float32(ours.lrs()))
     with pytest.raises(ValueError, match="3 groups"):
         ours.copy_lrs_from(engine_on_cpu(S.cosine(10), [0.1, 0.2, 0.3]))
     with pytest.raises(TypeError, match="CudaEngine"):

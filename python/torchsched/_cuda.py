@@ -527,10 +527,11 @@ class CudaEngine:
                              f"on {self.device}")
         if other.stale:
             other.resync()
+        lrs = np.asarray(other.lrs(), dtype=np.float64)
         with torch.cuda.device(self._index):
             self._mirror_t.copy_(other._mirror_t)
-            self._lr.copy_(other._lr)  # converted as the host shadow is below, if the dtypes differ
-        self._host.load(self._host.step, other._host.mirror(), other._host.shadow)
+            self._lr.copy_(other._mirror_t)  # the LR buffer is the mirror rounded to its dtype, as the host's below
+        self._host.load(self._host.step, lrs, lrs.astype(self._host.shadow.dtype))
 
     def set_multiplier(self, group: int, value: float) -> None:
         """Changes one group's multiplier (on the host and, with one fill launch, on the device); it applies
