@@ -322,7 +322,8 @@ class CudaEngine:
                initial_lrs: Sequence[float] | None) -> None:
         _dtype_info(dtype)
         groups = host.groups
-        initial = list(host._core.scale()) if initial_lrs is None else _finite_values("initial_lrs", list(initial_lrs), groups)
+        initial = (list(host._core.scale()) if initial_lrs is None
+                   else _finite_values("initial_lrs", list(initial_lrs), groups))
         dev = resolve_device(device, params)
         _require_cuda_runtime(dev)
         if torch.cuda.is_current_stream_capturing():

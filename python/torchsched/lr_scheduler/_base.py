@@ -14,7 +14,7 @@ from torch.optim import lr_scheduler as _tl
 
 from .. import _core
 from .._cuda_optim import refuse_cpu_lr_for_cuda_params
-from ._cuda_stepper import _CudaStepper, _make_engine, _scheduler_program, _write_on_device
+from ._cuda_stepper import DeviceProgram, _CudaStepper, _make_engine, _scheduler_program, _write_on_device
 from ._spec import _Spec
 from ._step import (
     StepDecision, StepKind, _group_lrs, _like, _store, _store_momentum, _tensor_binding, decide_lrs, decide_step,
@@ -242,7 +242,7 @@ class _Core(_LastLR):
         """True where torch's get_lr itself returns the closed form (not only step(epoch))."""
         return False
 
-    def _device_program(self, spec: _Spec, groups: list[dict[str, Any]]) -> tuple[Any, list[int], list[float], Any] | None:
+    def _device_program(self, spec: _Spec, groups: list[dict[str, Any]]) -> DeviceProgram | None:
         """(program, roots, scale, locate) for the CUDA engine, or None to keep the host engine. The default
         is the scheduler's own program on its own clock."""
         return _scheduler_program(spec)

@@ -153,8 +153,8 @@ class LinearLR(_ClosedForm, _Core, _tl.LinearLR):
         return _Spec([_leaf(Code.TORCH_LINEAR, self.start_factor, self.end_factor, self.total_iters)] * len(groups))
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
-        return _Spec([_leaf(Code.TORCH_LINEAR_CLOSED, _base(self, g), self.start_factor, self.end_factor, self.total_iters)
-                      for g in range(len(groups))])
+        return _Spec([_leaf(Code.TORCH_LINEAR_CLOSED, _base(self, g), self.start_factor, self.end_factor,
+                            self.total_iters) for g in range(len(groups))])
 
     def _keeps_initial_lr(self, t: Any) -> bool:
         return t != 0
@@ -189,7 +189,8 @@ class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
         return self.total_iters == 0 or self.power < 0
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
-        return _Spec([_leaf(Code.TORCH_POLYNOMIAL, self.total_iters, self.power, 1.0)] * len(groups), fast=not self._hazard())
+        return _Spec([_leaf(Code.TORCH_POLYNOMIAL, self.total_iters, self.power, 1.0)] * len(groups),
+                     fast=not self._hazard())
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(Code.TORCH_POLYNOMIAL_CLOSED, _base(self, g), self.total_iters, self.power)
@@ -220,7 +221,8 @@ class CosineAnnealingLR(_ClosedForm, _Core, _tl.CosineAnnealingLR):
         # torch's rule depends on T_max only through cos(pi t / T_max) and multiples of 2 T_max: a
         # negative T_max acts as its absolute value; 0 raises ZeroDivisionError in _check_like_torch first.
         T = abs(self.T_max) if self.T_max != 0 else 1.0
-        return _Spec([_leaf(Code.TORCH_COSINE, _base(self, g), self.eta_min, T, 1.0) for g in range(n)], fast=not hazard)
+        return _Spec([_leaf(Code.TORCH_COSINE, _base(self, g), self.eta_min, T, 1.0) for g in range(n)],
+                     fast=not hazard)
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(Code.TORCH_COSINE_CLOSED, _base(self, g), self.eta_min, self.T_max, 0.0)

@@ -21,6 +21,9 @@ from ._step import StepDecision, StepKind
 
 _CUDA_FALLBACK_WARNED = False
 
+# (program, roots, scale, locate): what the CUDA engine runs for a scheduler; locate maps its clock to a step
+DeviceProgram = tuple[Any, list[int], list[float], Any]
+
 
 def _cuda_lr_target(lrs: Sequence[Any]) -> tuple[torch.device, Any] | None:
     """(device, dtype) when every LR is a one-element float32/float64 tensor on one CUDA device that does not
@@ -95,7 +98,7 @@ def _locate_clock(ts: Any, t: Any, u: float) -> int | None:
     return None
 
 
-def _scheduler_program(spec: _Spec) -> tuple[Any, list[int], list[float], Any] | None:
+def _scheduler_program(spec: _Spec) -> DeviceProgram | None:
     """(program, roots, scale, locate) for the CUDA engine: the scheduler's own program on its own clock, or
     None (keep the host engine) when it reads a Python input or its scale is not a valid engine scale."""
     program, roots, _ = _compile(spec.leaves, ())

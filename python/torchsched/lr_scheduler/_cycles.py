@@ -13,7 +13,7 @@ from torch.optim import swa_utils as _swa_utils
 
 from .._program import Builder, Code
 from ._base import _GET_LR_WARNING, _Core
-from ._cuda_stepper import _locate_clock
+from ._cuda_stepper import DeviceProgram, _locate_clock
 from ._spec import _BETAS, _MOMENTUM, _NO_MOMENTUM, _base, _leaf, _Spec
 from ._step import _first_tensor, _like, decide_lrs
 
@@ -23,8 +23,8 @@ class CyclicLR(_Core, _tl.CyclicLR):
     ``scale_fn`` runs in Python (called from the core once per group and step, in torch's order)."""
 
     _compiled_params = ("base_lrs", "max_lrs", "total_size", "step_ratio", "mode", "gamma", "scale_mode",
-                "_scale_fn_custom", "_scale_fn_ref", "cycle_momentum", "use_beta1", "base_momentums",
-                "max_momentums")
+                        "_scale_fn_custom", "_scale_fn_ref", "cycle_momentum", "use_beta1", "base_momentums",
+                        "max_momentums")
     _cycles_momentum = True
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
@@ -54,8 +54,8 @@ class CyclicLR(_Core, _tl.CyclicLR):
             mom_key = _BETAS if self.use_beta1 else _MOMENTUM
             bm, mm = self.base_momentums, self.max_momentums
             fast = fast and len(bm) == len(mm) == n
-            mleaves = [_leaf(Code.TORCH_CYCLIC, float(bm[g]) if g < len(bm) else 0.0, float(mm[g]) if g < len(mm) else 0.0,
-                             *shared, 1.0) for g in range(n)]
+            mleaves = [_leaf(Code.TORCH_CYCLIC, float(bm[g]) if g < len(bm) else 0.0,
+                             float(mm[g]) if g < len(mm) else 0.0, *shared, 1.0) for g in range(n)]
         fns = [custom] * n if custom is not None else None
         return _Spec(leaves, mleaves=mleaves, mom_key=mom_key, fns=fns,
                      mfns=fns if (custom is not None and self.cycle_momentum) else None,
@@ -139,7 +139,7 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
         if len(self.base_lrs) != len(groups):
             list(zip(groups, self.base_lrs, strict=True))  # torch's ValueError
 
-    def _device_program(self, spec: _Spec, groups: list[dict[str, Any]]) -> tuple[Any, list[int], list[float], Any] | None:
+    def _device_program(self, spec: _Spec, groups: list[dict[str, Any]]) -> DeviceProgram | None:
         """On the device the clock is a step counter, so the restarts are compiled in: a sequence of torch's
         closed-form cosine, one piece per period (T_0, T_0 T_mult, ...), the engine step counting from the
         start of the first period. T_mult > 1 needs at most 53 pieces to reach 2**53 steps; T_mult == 1
@@ -219,7 +219,8 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
     ``max_lr``, ``min_lr``, ``max_momentum``, ``base_momentum``), as in torch: editing one between steps
     changes the schedule from the next step (that step recompiles the program)."""
 
-    _compiled_params = ("base_lrs", "total_steps", "_schedule_phases", "_anneal_func_type", "cycle_momentum", "use_beta1")
+    _compiled_params = ("base_lrs", "total_steps", "_schedule_phases", "_anneal_func_type", "cycle_momentum",
+                        "use_beta1")
     _cycles_momentum = True
     _watches_group_keys = True
 
@@ -239,7 +240,8 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
         phases = self._schedule_phases
         kind = 0.0 if self._anneal_func_type == "cos" else 1.0
         shared = (kind, 1.0 if three else 0.0, *ends)
-        leaves = [_leaf(Code.TORCH_ONE_CYCLE, *shared, g["initial_lr"], g["max_lr"], g[phases[-1]["end_lr"]]) for g in groups]
+        leaves = [_leaf(Code.TORCH_ONE_CYCLE, *shared, g["initial_lr"], g["max_lr"], g[phases[-1]["end_lr"]])
+                  for g in groups]
         starts = [0.0] + [float(p["end_step"]) for p in phases[:-1]]
         fast = all(float(p["end_step"]) != s for p, s in zip(phases, starts))
         mleaves: list[Any] = []

@@ -66,7 +66,8 @@ def _group_lrs(groups: Sequence[dict[str, Any]]) -> list[Any]:
     return [g["lr"].clone() if isinstance(g["lr"], Tensor) else g["lr"] for g in groups]
 
 
-def _tensor_binding(groups: Sequence[dict[str, Any]], lrs: list[Tensor]) -> tuple[tuple[Tensor, ...], int, int, Any] | None:
+def _tensor_binding(groups: Sequence[dict[str, Any]],
+                    lrs: list[Tensor]) -> tuple[tuple[Tensor, ...], int, int, Any] | None:
     """(views, address, dtype code, dtype) of one buffer holding every group's LR, binding the groups to
     fresh views when they do not hold consecutive views of one buffer yet; None when the LRs cannot
     live in a CPU buffer (another device, a non-float dtype, mixed dtypes, requires_grad, not 1 element)."""
