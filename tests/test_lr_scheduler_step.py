@@ -54,7 +54,7 @@ def test_each_kind_where_torch_takes_it(decisions: list[StepDecision]) -> None:
         o.step()
     s.step()
     t.step()
-    assert decisions[-1] == StepDecision(StepKind.ADVANCE, 1)  # the first step after construction
+    assert decisions[-1][:2] == (StepKind.ADVANCE, 1)  # the first step after construction
     s.step(5)
     t.step(5)
     assert decisions[-1].kind is StepKind.CLOSED_FORM and decisions[-1].t == 5
@@ -64,10 +64,11 @@ def test_each_kind_where_torch_takes_it(decisions: list[StepDecision]) -> None:
         o.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "lr": 0.5})
     s.step()
     t.step()
-    assert decisions[-1] == StepDecision(StepKind.REBUILD, 6)  # three groups now: the program is recompiled
+    assert decisions[-1][:2] == (StepKind.REBUILD, 6)  # three groups now: the program is recompiled
     assert lrs(ours) == lrs(theirs) and s._stepper.groups == 3
+    count = len(decisions)
     s.step()
-    assert decisions[-1] == StepDecision(StepKind.REBUILD, 6)  # back on the C-level step: nothing decided
+    assert len(decisions) == count and s.last_epoch == 7  # back on the C-level step: nothing decided in Python
 
 
 def test_an_edited_group_key_rebuilds_before_the_step(decisions: list[StepDecision]) -> None:
