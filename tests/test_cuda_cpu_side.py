@@ -311,6 +311,82 @@ def test_from_program_checks_before_touching_a_device():
         tc.CudaEngine.from_program(program, roots, [0.1], params=params(1))
 
 
+# ---- the engine's LR loading, on CPU memory -------------------------------------------------------
+
+def engine_on_cpu(schedules, base_lrs, dtype=torch.float32):
+    """A CudaEngine whose tables and state live in CPU memory, built without the device checks and the first
+    launch: load_lrs / copy_lrs_from do their host-side bookkeeping and their copies on real tensors."""
+    engine = tc.CudaEngine.__new__(tc.CudaEngine)
+    host = Engine(schedules, base_lrs)
+    engine._allocate(host, torch.device("cpu"), 0, dtype, False, list(host._core.scale()))
+    return engine
+
+
+def state_of(engine):
+    return engine._layout.unpack(engine._state.numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_load_lrs_sets_step_mirror_and_buffer_on_both_sides(dtype):
+    sched = S.cosine(100, final=0.1)
+    engine = engine_on_cpu([sched, sched], [0.1, 0.3], dtype)
+    values = [0.123456789123, 0.0456]
+    engine.load_lrs(41, values)
+    step, mirror, out = state_of(engine)
+    assert step == 41 and engine.step == 41 and not engine.stale
+    assert mirror.tolist() == values and engine.lrs() == values
+    rounded = np.asarray(values).astype(np.float32 if dtype == torch.float32 else np.float64)
+    assert np.array_equal(out, rounded) and np.array_equal(engine._host.shadow, rounded)
+    assert engine.lr_buffer.tolist() == rounded.tolist()
+    # The host mirror carries on from the loaded step, as the device does.
+    engine._host.advance()
+    assert engine.lrs() == [0.1 * sched(42), 0.3 * sched(42)]
+
+
+def test_load_lrs_checks_before_copying():
+    engine = engine_on_cpu(S.cosine(10), [0.1, 0.2])
+    before = engine._state.clone()
+    with pytest.raises(ValueError, match="2 finite values"):
+        engine.load_lrs(3, [0.1])
+    with pytest.raises(ValueError, match="2 finite values"):
+        engine.load_lrs(3, [0.1, math.nan])
+    with pytest.raises(ValueError, match="step"):
+        engine.load_lrs(-1, [0.1, 0.2])
+    assert torch.equal(engine._state, before) and engine.step == 0
+
+
+def test_copy_lrs_from_takes_the_other_engines_lrs_and_keeps_the_step():
+    ours = engine_on_cpu(S.cosine(100), [0.1, 0.2])
+    other = engine_on_cpu(S.exponential(0.9), [0.5, 0.6])
+    ours.load_lrs(7, [0.01, 0.02])
+    other.load_lrs(30, [0.123456789123, 0.25])
+    ours.copy_lrs_from(other)
+    step, mirror, out = state_of(ours)
+    assert step == 7 and ours.step == 7 and not ours.stale
+    assert mirror.tolist() == [0.123456789123, 0.25] and ours.lrs() == [0.123456789123, 0.25]
+    assert np.array_equal(out, np.float32([0.123456789123, 0.25])) and np.array_equal(ours._host.shadow, out)
+    # a float64 engine adopting a float32 one: its buffer holds the float64 LRs, on both sides
+    wide = engine_on_cpu(S.cosine(100), [0.1, 0.2], torch.float64)
+    wide.copy_lrs_from(other)
+    assert state_of(wide)[2].tolist() == [0.123456789123, 0.25]
+    assert np.array_equal(wide._host.shadow, state_of(wide)[2])
+    # a lazily evaluated program: the LRs of its current step, not the ones it was seeded with
+    lazy = engine_on_cpu(S.cosine(100), [1.0, 2.0])
+    lazy._host.advance()
+    ours.copy_lrs_from(lazy)
+    assert ours.lrs() == [S.cosine(100)(1), 2.0 * S.cosine(100)(1)]
+    assert np.array_equal(ours._host.shadow, np.float32(ours.lrs()))
+    with pytest.raises(ValueError, match="3 groups"):
+        ours.copy_lrs_from(engine_on_cpu(S.cosine(10), [0.1, 0.2, 0.3]))
+    with pytest.raises(TypeError, match="CudaEngine"):
+        ours.copy_lrs_from(object())  # type: ignore[arg-type]
+
+
+def test_chainable_is_the_programs_property():
+    assert engine_on_cpu(texp(0.9), [1.0]).chainable
+    assert not engine_on_cpu(S.cosine(10), [1.0]).chainable
+
+
 # ---- state dicts ---------------------------------------------------------------------------------
 
 def test_check_state_dict():

@@ -226,7 +226,7 @@ def cpu_sgd(lr, groups=2, momentum=0.0):
 
 def test_only_pure_core_programs_qualify_for_the_cuda_engine():
     def spec(sched):
-        return sched._ts_build(sched.optimizer.param_groups)
+        return sched._compile_rule(sched.optimizer.param_groups)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -252,12 +252,12 @@ def test_cpu_lrs_keep_the_host_engine():
 
 @pytest.mark.skipif(torch.cuda.is_available() and _core.cuda_available(), reason="this GPU can run the engine")
 def test_cuda_lrs_without_a_usable_cuda_engine_warn_and_keep_the_host_engine(monkeypatch):
-    monkeypatch.setattr(L, "_CUDA_FALLBACK_WARNED", False)
+    monkeypatch.setattr(L._cuda_stepper, "_CUDA_FALLBACK_WARNED", False)
     opt = cpu_sgd(0.1)
     sched = L.StepLR(opt, 3)
     groups = [{"params": [], "lr": fake_cuda_lr(0.1)}, {"params": [], "lr": fake_cuda_lr(0.2)}]
     with pytest.warns(RuntimeWarning, match="per-group path"):
-        engine = L._make_engine(sched._ts_build(groups), None, groups, sched)
+        engine = L._make_engine(sched._compile_rule(groups), None, groups, sched)
     assert type(engine) is _core.Stepper
 
 

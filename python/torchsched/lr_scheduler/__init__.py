@@ -1,0 +1,86 @@
+"""Drop-in twins of every ``torch.optim.lr_scheduler`` class, plus ``torch.optim.swa_utils.SWALR``.
+
+Replace ``from torch.optim import lr_scheduler`` with ``from torchsched import lr_scheduler`` and nothing
+else changes: the same constructor signatures and defaults, argument checks and errors (construction is
+torch's own), the same LR sequences in torch's order of floating-point operations, the same warnings,
+attributes and ``state_dict`` contents, the same compounding when two schedulers step one optimizer, the
+same respect for an LR edited by hand between steps. Every class subclasses its torch counterpart (and
+so ``torch.optim.lr_scheduler.LRScheduler``): ``isinstance`` checks in Lightning, Transformers and
+Accelerate pass.
+
+What changes is where the work runs. Each scheduler compiles its rule into a core program once; then
+``scheduler.step()`` is one call into the compiled core that advances torch's counters and evaluates and
+stores every param group's LR (and momentum, for ``CyclicLR``/``OneCycleLR``), whatever the number of
+groups. Exceptions, said again in each class: Python callables (``LambdaLR``/``MultiplicativeLR`` lambdas, a
+custom ``CyclicLR`` ``scale_fn``) run in Python, called from the core in torch's order; a
+:mod:`torchsched.schedules` spec passed as the lambda runs in the core.
+
+Every step makes one decision (``_step.decide_step``: torch's closed form, the LRs kept, or the rule at the
+scheduler's clock, after recompiling when the program no longer describes the groups), then writes it where
+the LRs live:
+
+* Python float LRs: in the param-group dicts, by the core.
+* Tensor LRs on the CPU: the scheduler owns them. At construction each group's ``"lr"`` becomes a 0-d view into
+  one float32/float64 buffer (same dtype and value; groups already holding consecutive views of one buffer keep
+  theirs), which the core writes in place. ``initial_lr``, ``base_lrs`` and ``get_last_lr()`` hold copies, never
+  aliases. A replaced ``group["lr"]`` (``optimizer.load_state_dict``) is noticed at the next step and bound the
+  same way.
+* Tensor LRs on one CUDA device (float32 or float64, one element, no grad), for a rule that is a pure core
+  program: each group's ``"lr"`` becomes its own 0-d view into the LR buffer of a
+  :class:`torchsched._cuda.CudaEngine`, and every ``step()`` is one kernel launch on the current stream, with no
+  host sync. ``get_last_lr()`` and ``state_dict()["_last_lr"]`` are Python floats from the engine's float64 host
+  mirror (torch's CUDA tensor clones would cost a sync to read). Values computed on the host (``step(epoch)``'s
+  closed form, a ``SequentialLR`` switch, a fractional epoch) reach the device with one asynchronous copy from
+  pinned memory. Chainable rules read the previous LR from the engine's float64 mirror, so an in-place edit of
+  a CUDA LR tensor (``fill_``) is not seen, unlike the CPU path; a replaced tensor is, at the next step, which
+  rebuilds the engine from the tensors' values (a sync, once; so does building it at construction or after
+  ``load_state_dict``). ``CosineAnnealingWarmRestarts`` compiles its restarts into the device program (T_mult ==
+  1: 32 periods, then back to the first: two launches, once every 32 periods). The classes are not meant to be
+  captured in a CUDA graph (their bookkeeping runs in Python): capture :func:`torchsched.wrap` steps instead.
+  The optimizer is not checked: use ``fused=True`` (or ``capturable=True``) optimizers, which read device LRs
+  without ``.item()`` (see :func:`torchsched._cuda.check_optimizer_for_device_lrs`). Kept on the per-group path
+  below: Python callables, momentum cycling (momenta are Python floats in the group dicts),
+  ``MultiplicativeLR``, configurations on which torch raises, and ``ReduceLROnPlateau`` (its
+  ``float(metrics)`` syncs anyway). A core built without CUDA warns once and keeps that path too.
+* A CPU LR tensor in a group whose params are on a CUDA device raises ValueError (at construction, or at the step
+  after it is put in): torch's fused CUDA kernels read it on the host, so a captured graph would freeze its value.
+* Anything else (mixed floats and tensors, tensors that require grad, ...) takes the per-group path, as torch
+  does: correct, O(groups) in Python. ``_make_engine`` is where a device engine plugs in.
+
+Numbers: float LRs and float64 LR tensors reproduce torch bit for bit (float64 arithmetic in torch's order).
+float32 LR tensors agree to float32 precision: torch multiplies in float32, the core in float64 and rounds once.
+
+Group keys that torch reads at every step (``OneCycleLR``'s ``initial_lr``/``max_lr``/``min_lr`` and
+``max_momentum``/``base_momentum``, ``SWALR``'s ``swa_lr``) are compiled into the program and compared at every
+step in which the group dict changed: an edit recompiles before the next step, as torch would see it.
+
+Limits: parameters are read when the scheduler is built, and again whenever one of them is reassigned
+(``scheduler.gamma = 0.5``) or a state dict is loaded; an in-place edit of a list attribute
+(``scheduler.base_lrs[0] = ...``) is picked up after reassigning the attribute or calling
+``load_state_dict(state_dict())``: a list has no version to check cheaply, and its tensor items (the
+``base_lrs`` of tensor LRs) can change in place.
+"""
+
+from __future__ import annotations
+
+from ._base import EPOCH_DEPRECATION_WARNING, LRScheduler, _LastLR  # noqa: F401  (_LastLR: read by tests)
+from ._classes import (
+    ConstantLR, CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiplicativeLR, MultiStepLR, PolynomialLR,
+    StepLR,
+)
+from ._composite import ChainedScheduler, SequentialLR
+from ._cuda_stepper import _cuda_lr_target, _cuda_spec_ok, _CudaStepper, _make_engine  # noqa: F401  (tests)
+from ._cycles import SWALR, CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR
+from .plateau import ReduceLROnPlateau
+
+__all__ = [
+    "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
+    "ExponentialLR", "SequentialLR", "PolynomialLR", "CosineAnnealingLR", "ChainedScheduler",
+    "ReduceLROnPlateau", "CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR", "SWALR",
+]
+
+for _cls in (LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR,
+             SequentialLR, PolynomialLR, CosineAnnealingLR, ChainedScheduler, ReduceLROnPlateau, CyclicLR,
+             CosineAnnealingWarmRestarts, OneCycleLR, SWALR, LRScheduler):
+    _cls.__module__ = __name__
+del _cls

@@ -1,0 +1,250 @@
+"""The drop-in twins of torch's step-indexed classes: LambdaLR, MultiplicativeLR, StepLR, MultiStepLR,
+ConstantLR, LinearLR, ExponentialLR, PolynomialLR and CosineAnnealingLR. Each compiles its rule (and, where torch
+has one, its closed form for ``step(epoch)``) into a core program and names the errors torch would raise."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch.optim import lr_scheduler as _tl
+
+from .._program import Code
+from ..schedules import Schedule
+from ._base import _ClosedForm, _Core
+from ._spec import _PREV, _SCALE, _base, _leaf, _schedule_or_input, _Spec
+
+
+class LambdaLR(_Core, _tl.LambdaLR):
+    """torch's ``LambdaLR``: each group's LR is its initial LR times ``lr_lambda(epoch)``.
+
+    A Python ``lr_lambda`` runs in Python (called from the core once per group and step, in torch's
+    order); the multiplications and stores run in the core in one call. A :mod:`torchsched.schedules`
+    spec given as ``lr_lambda`` runs entirely in the core. ``state_dict`` saves callable objects'
+    ``__dict__`` as torch does, and nothing for a schedule spec (it is immutable).
+    """
+
+    _compiled_params = ("base_lrs", "lr_lambdas")
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        lambdas = list(self.lr_lambdas)
+        n = len(groups)
+        fast = len(lambdas) == len(self.base_lrs) == n
+        leaves = [_schedule_or_input(lambdas[g]) if g < len(lambdas) else _leaf(Code.TORCH_INPUT) for g in range(n)]
+        fns = [None if (g >= len(lambdas) or isinstance(lambdas[g], Schedule)) else lambdas[g] for g in range(n)]
+        return _Spec(leaves, combine=_SCALE, scale=[_base(self, g) for g in range(n)],
+                     fns=fns if any(f is not None for f in fns) else None, fast=fast)
+
+    def _check_like_torch(self, t: Any) -> None:
+        if len(self.lr_lambdas) != len(self.base_lrs):
+            list(zip(self.lr_lambdas, self.base_lrs, strict=True))
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups):
+            list(zip(groups, self.base_lrs, strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["lr_lambdas"] = [None if isinstance(fn, Schedule) else s
+                               for fn, s in zip(self.lr_lambdas, state["lr_lambdas"])]
+        return state
+
+
+class MultiplicativeLR(_Core, _tl.MultiplicativeLR):
+    """torch's ``MultiplicativeLR``: each step multiplies the current LR by ``lr_lambda(epoch)``.
+
+    A Python ``lr_lambda`` runs in Python (called from the core once per group and step, in torch's
+    order); the multiplications and stores run in the core in one call. A :mod:`torchsched.schedules`
+    spec given as ``lr_lambda`` runs entirely in the core.
+    """
+
+    _compiled_params = ("base_lrs", "lr_lambdas")
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        lambdas = list(self.lr_lambdas)
+        n = len(groups)
+        leaves = [_schedule_or_input(lambdas[g]) if g < len(lambdas) else _leaf(Code.TORCH_INPUT) for g in range(n)]
+        fns = [None if (g >= len(lambdas) or isinstance(lambdas[g], Schedule)) else lambdas[g] for g in range(n)]
+        return _Spec(leaves, combine=_PREV, fns=fns if any(f is not None for f in fns) else None,
+                     fast=len(lambdas) == n)
+
+    def _keeps_initial_lr(self, t: Any) -> bool:
+        return True
+
+    def _check_like_torch(self, t: Any) -> None:
+        groups = self.optimizer.param_groups
+        if len(self.lr_lambdas) != len(groups):
+            list(zip(self.lr_lambdas, groups, strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["lr_lambdas"] = [None if isinstance(fn, Schedule) else s
+                               for fn, s in zip(self.lr_lambdas, state["lr_lambdas"])]
+        return state
+
+
+class StepLR(_ClosedForm, _Core, _tl.StepLR):
+    """torch's ``StepLR``: the LR is multiplied by ``gamma`` every ``step_size`` epochs. Runs in the core."""
+
+    _compiled_params = ("base_lrs", "step_size", "gamma")
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_STEP, self.step_size, self.gamma)] * len(groups), fast=self.step_size != 0)
+
+    def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_STEP_CLOSED, _base(self, g), self.step_size, self.gamma)
+                      for g in range(len(groups))])
+
+    def _check_like_torch(self, t: Any) -> None:
+        if self.step_size == 0 and t != 0:
+            t % self.step_size  # torch's ZeroDivisionError
+
+    def _check_closed_form_like_torch(self, t: Any) -> None:
+        if self.step_size == 0:
+            t // self.step_size
+        super()._check_closed_form_like_torch(t)
+
+
+class MultiStepLR(_ClosedForm, _Core, _tl.MultiStepLR):
+    """torch's ``MultiStepLR``: the LR is multiplied by ``gamma`` at each milestone (a milestone given
+    twice counts twice). Runs in the core."""
+
+    _compiled_params = ("base_lrs", "milestones", "gamma")
+
+    def _milestones(self) -> list[float]:
+        return sorted(float(m) for m in self.milestones.elements())
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_MULTISTEP, self.gamma, table=self._milestones())] * len(groups))
+
+    def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
+        milestones = self._milestones()
+        leaves = []
+        for g in range(len(groups)):
+            base = _base(self, g)
+            values = [base * self.gamma ** k for k in range(len(milestones) + 1)]
+            leaves.append(_leaf(Code.PIECEWISE_CONST, 0.0, table=milestones + values, count=len(milestones)))
+        return _Spec(leaves)
+
+
+class ConstantLR(_ClosedForm, _Core, _tl.ConstantLR):
+    """torch's ``ConstantLR``: the LR is multiplied by ``factor`` until ``total_iters``. Runs in the core."""
+
+    _compiled_params = ("base_lrs", "factor", "total_iters")
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_CONSTANT, self.factor, self.total_iters)] * len(groups), fast=self.factor != 0)
+
+    def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_CONSTANT_CLOSED, _base(self, g), self.factor, self.total_iters)
+                      for g in range(len(groups))])
+
+    def _check_like_torch(self, t: Any) -> None:
+        if self.factor == 0 and t != 0 and t == self.total_iters:
+            1.0 / self.factor  # torch's ZeroDivisionError
+
+
+class LinearLR(_ClosedForm, _Core, _tl.LinearLR):
+    """torch's ``LinearLR``: the LR factor moves linearly from ``start_factor`` to ``end_factor`` over
+    ``total_iters`` steps. Runs in the core."""
+
+    _compiled_params = ("base_lrs", "start_factor", "end_factor", "total_iters")
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_LINEAR, self.start_factor, self.end_factor, self.total_iters)] * len(groups))
+
+    def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_LINEAR_CLOSED, _base(self, g), self.start_factor, self.end_factor,
+                            self.total_iters) for g in range(len(groups))])
+
+    def _keeps_initial_lr(self, t: Any) -> bool:
+        return t != 0
+
+    def _check_closed_form_like_torch(self, t: Any) -> None:
+        if self.total_iters == 0:
+            (self.end_factor - self.start_factor) * min(self.total_iters, t) / self.total_iters
+        super()._check_closed_form_like_torch(t)
+
+
+class ExponentialLR(_ClosedForm, _Core, _tl.ExponentialLR):
+    """torch's ``ExponentialLR``: the LR is multiplied by ``gamma`` every step. Runs in the core."""
+
+    _compiled_params = ("base_lrs", "gamma")
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_EXPONENTIAL, self.gamma, 1.0)] * len(groups))
+
+    def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_EXPONENTIAL_CLOSED, _base(self, g), self.gamma) for g in range(len(groups))])
+
+    def _keeps_initial_lr(self, t: Any) -> bool:
+        return True
+
+
+class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
+    """torch's ``PolynomialLR``: the LR decays as ``(1 - t / total_iters) ** power``. Runs in the core."""
+
+    _compiled_params = ("base_lrs", "total_iters", "power")
+
+    def _hazard(self) -> bool:
+        return self.total_iters == 0 or self.power < 0
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_POLYNOMIAL, self.total_iters, self.power, 1.0)] * len(groups),
+                     fast=not self._hazard())
+
+    def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_POLYNOMIAL_CLOSED, _base(self, g), self.total_iters, self.power)
+                      for g in range(len(groups))])
+
+    def _keeps_initial_lr(self, t: Any) -> bool:
+        return True
+
+    def _check_like_torch(self, t: Any) -> None:
+        if self._hazard() and not t > self.total_iters:
+            ((1.0 - t / self.total_iters) / (1.0 - (t - 1) / self.total_iters)) ** self.power
+
+    def _check_closed_form_like_torch(self, t: Any) -> None:
+        if self._hazard():
+            (1.0 - min(self.total_iters, t) / self.total_iters) ** self.power
+        super()._check_closed_form_like_torch(t)
+
+
+class CosineAnnealingLR(_ClosedForm, _Core, _tl.CosineAnnealingLR):
+    """torch's ``CosineAnnealingLR`` (its recursive form, and its closed form for ``step(epoch)``). Runs
+    in the core."""
+
+    _compiled_params = ("base_lrs", "T_max", "eta_min")
+
+    def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
+        n = len(groups)
+        hazard = self.T_max == 0 or len(self.base_lrs) != n
+        # torch's rule depends on T_max only through cos(pi t / T_max) and multiples of 2 T_max: a
+        # negative T_max acts as its absolute value; 0 raises ZeroDivisionError in _check_like_torch first.
+        T = abs(self.T_max) if self.T_max != 0 else 1.0
+        return _Spec([_leaf(Code.TORCH_COSINE, _base(self, g), self.eta_min, T, 1.0) for g in range(n)],
+                     fast=not hazard)
+
+    def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
+        return _Spec([_leaf(Code.TORCH_COSINE_CLOSED, _base(self, g), self.eta_min, self.T_max, 0.0)
+                      for g in range(len(groups))])
+
+    def _keeps_initial_lr(self, t: Any) -> bool:
+        return True
+
+    def _closed_form_now(self) -> bool:
+        return not self._is_initial and self._step_count == 1 and self.last_epoch > 0
+
+    def _check_like_torch(self, t: Any) -> None:
+        T = self.T_max
+        if T == 0:
+            (t - 1 - T) % (2 * T)
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups) and (t - 1 - T) % (2 * T) == 0:
+            list(zip(self.base_lrs, groups, strict=True))
+
+    def _check_closed_form_like_torch(self, t: Any) -> None:
+        if self.T_max == 0:
+            math.pi * t / self.T_max
+        groups = self.optimizer.param_groups
+        if len(self.base_lrs) != len(groups):
+            list(zip(self.base_lrs, groups, strict=True))
