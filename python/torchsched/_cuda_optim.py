@@ -9,12 +9,9 @@ re-exported by :mod:`torchsched._cuda`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
-
-if TYPE_CHECKING:  # the engine module imports this one
-    from ._cuda import CudaEngine
 
 LR_DTYPES = (torch.float32, torch.float64)  # what an LR buffer may hold
 
@@ -331,7 +328,7 @@ class CudaBinding:
     know whether the step was skipped without a sync (the engine is then :attr:`CudaEngine.stale`).
     """
 
-    def __init__(self, engine: CudaEngine, tensor_groups: Sequence[bool]) -> None:
+    def __init__(self, engine: Any, tensor_groups: Sequence[bool]) -> None:  # a _cuda.CudaEngine
         if len(tensor_groups) != engine.groups:
             raise ValueError(f"{len(tensor_groups)} groups for an engine of {engine.groups}")
         self.engine = engine
