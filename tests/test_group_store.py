@@ -4,6 +4,10 @@ them, a tensor LR stays the same object, and the stored values are the ones comp
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
+
 import numpy as np
 import pytest
 import torch
@@ -65,3 +69,19 @@ def test_plateau_fills_tensor_lrs_and_never_changes_a_held_float() -> None:
     assert held.hex() == snapshot == (0.1).hex()
     last = s.get_last_lr()
     assert last[0] == ours.param_groups[0]["lr"] and last[1] is not tensor_lr and float(last[1]) == float(tensor_lr)
+
+
+def test_float_store_reuses_a_float_only_the_dict_holds_where_the_shortcut_is_built() -> None:
+    """The in-place float store is on for GIL CPython before 3.14 and off in the portable build
+    (TORCHSCHED_EXPECT_PORTABLE=1 says the build is that one): a build that lost it, or one that kept it
+    where it must be off, would pass every other test."""
+    gil = not sysconfig.get_config_var("Py_GIL_DISABLED")
+    portable = os.environ.get("TORCHSCHED_EXPECT_PORTABLE") == "1"
+    in_place = sys.implementation.name == "cpython" and gil and sys.version_info < (3, 14) and not portable
+    eng = _engine(1)
+    groups: list[dict[str, object]] = [{"lr": 0.0}]
+    eng.write_dicts(groups, "lr")
+    first = id(groups[0]["lr"])  # the new float is made while the old one is alive: ids differ unless reused
+    eng.advance_dicts(groups, "lr")
+    assert (id(groups[0]["lr"]) == first) is in_place
+    assert groups[0]["lr"] == eng.lrs()[0] == 0.9
