@@ -1,4 +1,4 @@
-"""Typed face of the compiled core (cpp/src/bindings.cpp). Kept honest by tests/test_stubs.py."""
+"""Typed face of the compiled core (cpp/src/module.cpp and its register_*.cpp). Kept honest by tests/test_stubs.py."""
 
 from typing import Any
 

@@ -1,0 +1,163 @@
+// Engine and its pybind11 face: G param groups stepped on the host (wrap() and the LR finder use it).
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "group_store.hpp"
+#include "program.hpp"
+#include "register.hpp"
+
+namespace torchsched::bindings {
+namespace {
+
+// G param groups on the host: step counter, per-group root and scale, and the float64 mirror of the
+// last LRs written (what get_last_lr() reports, and `prev` for chainable rules).
+class Engine {
+ public:
+  Engine(const Program& program, Int32Array roots, DoubleArray scale, int64_t step)
+      : program_(program), roots_(roots.data(), roots.data() + roots.size()),
+        scale_(scale.data(), scale.data() + scale.size()) {
+    if (roots_.empty()) throw std::invalid_argument("an engine needs at least one group");
+    if (scale_.size() != roots_.size())
+      throw std::invalid_argument("scale has " + std::to_string(scale_.size()) + " entries for " +
+                                  std::to_string(roots_.size()) + " groups");
+    for (size_t g = 0; g < scale_.size(); ++g)
+      if (!std::isfinite(scale_[g])) throw std::invalid_argument("scale of group " + std::to_string(g) + " is not finite");
+    validate_program(program_.ops(), program_.size(), program_.aux_size(), program_.aux(), roots_.data(),
+                     static_cast<int64_t>(roots_.size()));
+    set_step(step);
+    mirror_.assign(roots_.size(), 0.0);
+  }
+
+  int64_t groups() const { return static_cast<int64_t>(roots_.size()); }
+  int64_t step() const { return step_; }
+  void set_step(int64_t step) {
+    if (step < 0) throw std::invalid_argument("step must be >= 0, got " + std::to_string(step));
+    step_ = step;
+  }
+
+  // LRs at the current step into a caller-owned buffer of `count` elements of `dtype` (0 for none).
+  void write(std::uintptr_t ptr, int32_t dtype, int64_t count, bool read_prev) {
+    check_dtype(dtype);
+    if (ptr != 0 && count != groups())
+      throw std::invalid_argument("buffer has " + std::to_string(count) + " elements for " + std::to_string(groups()) + " groups");
+    void* out = reinterpret_cast<void*>(ptr);
+    if (groups() > kReleaseGilAbove) {
+      py::gil_scoped_release release;
+      run(out, dtype, read_prev);
+    } else {
+      run(out, dtype, read_prev);
+    }
+  }
+
+  void advance(std::uintptr_t ptr, int32_t dtype, int64_t count, bool read_prev) {
+    step_ += 1;
+    try {
+      write(ptr, dtype, count, read_prev);
+    } catch (...) {
+      step_ -= 1;  // a failed call leaves the engine where it was
+      throw;
+    }
+  }
+
+  // The Python-float path: stores each group's LR into groups[g][key], reading the previous value from
+  // the same place when read_prev is set (so a hand-edited LR is respected, as torch does).
+  void write_dicts(py::list groups_list, py::str key, bool read_prev) {
+    if (static_cast<int64_t>(py::len(groups_list)) != groups())
+      throw std::invalid_argument("got " + std::to_string(py::len(groups_list)) + " param groups for an engine of " +
+                                  std::to_string(groups()));
+    const LrDest dest{LrHome::kDictFloat, key.ptr(), nullptr};
+    const double t = static_cast<double>(step_);
+    for (int64_t g = 0; g < groups(); ++g) {
+      PyObject* group = PyList_GET_ITEM(groups_list.ptr(), g);
+      if (!PyDict_Check(group)) throw py::type_error("param group " + std::to_string(g) + " is not a dict");
+      double prev = mirror_[static_cast<size_t>(g)];
+      PyObject* entry = nullptr;  // the store looks it up unless read below with no Python code run
+      if (read_prev) {
+        PyObject* v = PyDict_GetItemWithError(group, key.ptr());
+        if (v == nullptr) {
+          if (PyErr_Occurred()) throw py::error_already_set();
+          throw py::key_error("param group " + std::to_string(g) + " has no '" + std::string(key) + "'");
+        }
+        if (PyFloat_CheckExact(v)) {
+          prev = PyFloat_AS_DOUBLE(v);
+          entry = v;
+        } else {
+          prev = PyFloat_AsDouble(v);  // ints, numpy scalars, 0-d CPU tensors
+          if (prev == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+        }
+      }
+      double lr = scale_[static_cast<size_t>(g)] *
+                  evaluate(program_.ops(), program_.aux(), roots_[static_cast<size_t>(g)], t, Ctx{prev});
+      mirror_[static_cast<size_t>(g)] = lr;
+      if (!store_group_lr(dest, group, g, entry, lr)) throw py::error_already_set();
+    }
+  }
+
+  void advance_dicts(py::list groups_list, py::str key, bool read_prev) {
+    step_ += 1;
+    try {
+      write_dicts(groups_list, key, read_prev);
+    } catch (...) {
+      step_ -= 1;
+      throw;
+    }
+  }
+
+  py::list lrs() const {
+    py::list out(mirror_.size());
+    for (size_t g = 0; g < mirror_.size(); ++g) out[g] = py::float_(mirror_[g]);
+    return out;
+  }
+
+  py::array_t<double> mirror() const { return py::array_t<double>(mirror_.size(), mirror_.data()); }
+  void set_mirror(DoubleArray values) {
+    if (values.size() != groups()) throw std::invalid_argument("mirror needs one value per group");
+    mirror_.assign(values.data(), values.data() + values.size());
+  }
+
+  py::array_t<double> scale() const { return py::array_t<double>(scale_.size(), scale_.data()); }
+  void set_scale(int64_t g, double value) {
+    if (g < 0 || g >= groups()) throw std::invalid_argument("group " + std::to_string(g) + " out of range");
+    if (!std::isfinite(value)) throw std::invalid_argument("scale of group " + std::to_string(g) + " is not finite");
+    scale_[static_cast<size_t>(g)] = value;
+  }
+
+  py::array_t<int32_t> roots() const { return py::array_t<int32_t>(roots_.size(), roots_.data()); }
+  const Program& program() const { return program_; }
+
+ private:
+  void run(void* out, int32_t dtype, bool read_prev) {
+    write_groups_cpu(program_.ops(), program_.aux(), roots_.data(), scale_.data(), groups(), step_, mirror_.data(),
+                     out, dtype, read_prev);
+  }
+
+  Program program_;
+  std::vector<int32_t> roots_;
+  std::vector<double> scale_;
+  std::vector<double> mirror_;
+  int64_t step_ = 0;
+};
+
+}  // namespace
+
+void register_engine(py::module_& m) {
+  py::class_<Engine>(m, "Engine")
+      .def(py::init<const Program&, Int32Array, DoubleArray, int64_t>(), py::arg("program"), py::arg("roots"),
+           py::arg("scale"), py::arg("step") = 0)
+      .def_property_readonly("groups", &Engine::groups)
+      .def_property("step", &Engine::step, &Engine::set_step)
+      .def("write", &Engine::write, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
+      .def("advance", &Engine::advance, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
+      .def("write_dicts", &Engine::write_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
+      .def("advance_dicts", &Engine::advance_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
+      .def("lrs", &Engine::lrs)
+      .def("mirror", &Engine::mirror)
+      .def("set_mirror", &Engine::set_mirror, py::arg("values"))
+      .def("scale", &Engine::scale)
+      .def("set_scale", &Engine::set_scale, py::arg("group"), py::arg("value"))
+      .def("roots", &Engine::roots)
+      .def_property_readonly("program", &Engine::program, py::return_value_policy::reference_internal);
+}
+
+}  // namespace torchsched::bindings

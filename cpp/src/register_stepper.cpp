@@ -1,0 +1,42 @@
+// The pybind11 face of the drop-in schedulers' fast path: Stepper and scheduler_step_method.
+#include "register.hpp"
+#include "stepper.hpp"
+
+namespace torchsched::bindings {
+
+void register_stepper(py::module_& m) {
+  py::class_<Stepper>(m, "Stepper", "One drop-in scheduler's compiled program and LR storage (torchsched.lr_scheduler).")
+      .def(py::init<const Program&, Int32Array, DoubleArray, int, Int32Array, int>(), py::arg("program"),
+           py::arg("roots"), py::arg("scale"), py::arg("combine") = 0,
+           py::arg("mom_roots") = Int32Array(0), py::arg("mom_key") = 0)
+      .def_property_readonly("groups", &Stepper::groups)
+      .def_property_readonly("storage", &Stepper::storage)
+      .def_readwrite("fast_ok", &Stepper::fast_ok_)
+      .def_readwrite("fresh", &Stepper::fresh_)
+      .def_readwrite("clock", &Stepper::clock_)
+      .def_readwrite("max_step", &Stepper::max_step_)
+      .def_readonly("uniform", &Stepper::uniform_)
+      .def("set_callables", &Stepper::set_callables, py::arg("fns"), py::arg("mom_fns") = py::none(),
+           py::arg("cycle_total") = 0.0)
+      .def("bind_floats", &Stepper::bind_floats)
+      .def("bind_buffer", &Stepper::bind_buffer, py::arg("views"), py::arg("ptr"), py::arg("dtype"))
+      .def("unbind", &Stepper::unbind)
+      .def("watch", &Stepper::watch, py::arg("keys"), py::arg("values"))
+      .def("watched_same", &Stepper::watched_same, py::arg("groups"))
+      .def("try_step", &Stepper::try_step, py::arg("groups"), py::arg("t"), py::arg("u") = NAN)
+      .def("compute", &Stepper::compute, py::arg("t"), py::arg("prevs") = py::none(), py::arg("u") = NAN)
+      .def("compute_momentum", &Stepper::compute_momentum, py::arg("t"), py::arg("u") = NAN)
+      .def("lrs", &Stepper::lrs);
+  m.def(
+      "scheduler_step_method",
+      [](py::handle cls) {
+        if (!PyType_Check(cls.ptr())) throw py::type_error("scheduler_step_method needs a class");
+        PyObject* descr = scheduler_step_method(cls.ptr());
+        if (descr == nullptr) throw py::error_already_set();
+        return py::reinterpret_steal<py::object>(descr);
+      },
+      py::arg("cls"),
+      "The C-level step(self, epoch=None) as a method of `cls` (set it as the class's `step`).");
+}
+
+}  // namespace torchsched::bindings

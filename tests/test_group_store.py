@@ -1,0 +1,87 @@
+"""The one LR store into param groups (a float in the group dict, an element of a buffer the groups hold
+views of, a tensor that gets fill_): whichever caller stores, a float someone holds never changes under
+them, a tensor LR stays the same object, and the stored values are the ones computed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+
+import numpy as np
+import pytest
+import torch
+
+import torchsched.lr_scheduler as ts
+from torchsched import _core
+from torchsched import schedules as S
+from torchsched._program import compile_many
+
+
+def _engine(groups: int) -> _core.Engine:
+    prog, roots = compile_many([S.linear(10, init=1.0, final=0.0)] * groups)
+    return _core.Engine(prog, roots, np.arange(1.0, groups + 1.0), 0)
+
+
+def test_engine_float_store_never_changes_a_float_someone_holds() -> None:
+    eng = _engine(2)
+    groups: list[dict[str, object]] = [{"lr": 0.0}, {"lr": 0.0}]
+    eng.write_dicts(groups, "lr")
+    held = groups[0]["lr"]
+    assert isinstance(held, float)
+    snapshot = held.hex()  # float(held) would be the same object
+    for _ in range(3):
+        eng.advance_dicts(groups, "lr")
+    assert held.hex() == snapshot == (1.0).hex()
+    assert [groups[g]["lr"] for g in range(2)] == eng.lrs() == [0.7, 1.4]
+    assert all(type(g["lr"]) is float for g in groups)
+
+
+def test_engine_float_store_replaces_non_float_entries_with_floats() -> None:
+    eng = _engine(2)
+    groups: list[dict[str, object]] = [{"lr": 3}, {"lr": 0.5}]  # an int, and a float someone holds
+    held = groups[1]["lr"]
+    eng.advance_dicts(groups, "lr", read_prev=True)
+    assert all(type(g["lr"]) is float for g in groups) and [g["lr"] for g in groups] == eng.lrs() == [0.9, 1.8]
+    assert held == 0.5
+    with pytest.raises(KeyError, match="param group 0 has no 'lr'"):
+        eng.advance_dicts([{}, {}], "lr", read_prev=True)
+    assert eng.step == 1  # the failed call left the engine where it was
+
+
+def test_plateau_fills_tensor_lrs_and_never_changes_a_held_float() -> None:
+    def optimizer() -> torch.optim.Optimizer:
+        groups = [{"params": [torch.nn.Parameter(torch.ones(2))], "lr": 0.1},
+                  {"params": [torch.nn.Parameter(torch.ones(2))], "lr": torch.tensor(0.2, dtype=torch.float64)}]
+        return torch.optim.SGD(groups, lr=0.1)
+
+    ours, theirs = optimizer(), optimizer()
+    s = ts.ReduceLROnPlateau(ours, patience=0, factor=0.5)
+    t = torch.optim.lr_scheduler.ReduceLROnPlateau(theirs, patience=0, factor=0.5)
+    tensor_lr, held = ours.param_groups[1]["lr"], ours.param_groups[0]["lr"]
+    snapshot = held.hex()
+    for metric in (1.0, 1.0, 1.0):  # no improvement after the first: a reduction every step
+        s.step(metric)
+        t.step(metric)
+    assert ours.param_groups[1]["lr"] is tensor_lr  # filled in place, as torch does
+    assert float(tensor_lr) == float(theirs.param_groups[1]["lr"]) == pytest.approx(0.05)
+    assert ours.param_groups[0]["lr"] == theirs.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert held.hex() == snapshot == (0.1).hex()
+    last = s.get_last_lr()
+    assert last[0] == ours.param_groups[0]["lr"] and last[1] is not tensor_lr and float(last[1]) == float(tensor_lr)
+
+
+def test_float_store_reuses_a_float_only_the_dict_holds_where_the_shortcut_is_built() -> None:
+    """The in-place float store is on for GIL CPython before 3.14 and off in the portable build
+    (TORCHSCHED_EXPECT_PORTABLE=1 says the build is that one): a build that lost it, or one that kept it
+    where it must be off, would pass every other test."""
+    gil = not sysconfig.get_config_var("Py_GIL_DISABLED")
+    portable = os.environ.get("TORCHSCHED_EXPECT_PORTABLE") == "1"
+    in_place = sys.implementation.name == "cpython" and gil and sys.version_info < (3, 14) and not portable
+    eng = _engine(1)
+    groups: list[dict[str, object]] = [{"lr": 0.0}]
+    eng.write_dicts(groups, "lr")
+    first = id(groups[0]["lr"])  # the new float is made while the old one is alive: ids differ unless reused
+    eng.advance_dicts(groups, "lr")
+    assert (id(groups[0]["lr"]) == first) is in_place
+    assert groups[0]["lr"] == eng.lrs()[0] == 0.9
