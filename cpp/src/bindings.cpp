@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "torchsched/engine.hpp"
+#include "register_families.hpp"
 
 namespace py = pybind11;
 using namespace torchsched;
@@ -359,15 +360,7 @@ bool dict_tracking_on() { return false; }
 
 // Per-group parameters of the split torch rules: every other parameter must agree across groups for
 // their shared terms to be computed once.
-bool per_group_param(int32_t code, int k) {
-  switch (code) {
-    case OP_TORCH_COSINE:
-    case OP_TORCH_SWA: return k == 0;
-    case OP_TORCH_CYCLIC: return k == 0 || k == 1;
-    case OP_TORCH_ONE_CYCLE: return k >= 5;
-    default: return false;
-  }
-}
+bool per_group_param(int32_t code, int k) { return is_per_group_param(code, k); }
 
 class Stepper {
  public:
@@ -1105,6 +1098,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("program", &Engine::program, py::return_value_policy::reference_internal);
 
   lrs::register_bindings(m);  // torchsched.lr_scheduler: Stepper, scheduler_step, plateau_step
+  register_families(m);  // FAMILIES: the op-code table (families.def)
 
   m.def("advance_cuda", &advance_cuda, py::arg("ops"), py::arg("aux"), py::arg("roots"), py::arg("scale"),
         py::arg("groups"), py::arg("step"), py::arg("blocks_done"), py::arg("mirror"), py::arg("out"), py::arg("dtype"),
