@@ -198,6 +198,22 @@ def test_builders_emit_what_the_row_describes(name: str) -> None:
             assert p[k] == math.floor(p[k]), f"{sched!r}: {family.params[k]} = {p[k]} is not a whole number"
 
 
+@pytest.mark.parametrize("name", sorted(BUILT))
+def test_block_loops_equal_one_step_at_a_time(name: str) -> None:
+    """values() runs each family as one loop over a block of steps (generated from the table); every
+    element is still the scalar formula's bits, across blocks, pieces and threads."""
+    for sched in BUILT[name]:
+        for composed in (sched, S.warmup(3) >> sched, S.product(sched, S.linear(400, final=0.5))):
+            steps = np.arange(0, 1200, dtype=np.int64)
+            expected = [composed(int(t)) for t in steps]
+            assert composed.values(steps).tolist() == expected, repr(composed)
+            assert composed.values(range(0, 1200)).tolist() == expected, repr(composed)
+    big = BUILT[name][0]
+    steps = np.arange(0, 300_000, dtype=np.int64)
+    probe = steps[::7919]
+    assert big.values(steps)[probe].tolist() == [big(int(t)) for t in probe]
+
+
 # ---- REX: the family added through one row ---------------------------------------------------------
 
 def rex_reference(t: np.ndarray, steps: float, init: float, final: float) -> np.ndarray:

@@ -166,9 +166,6 @@ TS_SIMD_CLONES void leaf_block(const Op& op, const double* aux, const double* t,
                                double* acc) {
   const double* p = op.p;
   switch (op.code) {
-    case OP_CONSTANT:
-      for (int i = 0; i < n; ++i) acc[i] *= p[0];
-      return;
     case OP_COSINE:
       if (p[3] == 1.0 && p[6] == 1.0) {  // exponent 1, no k_decay
         const double q[kNumParams] = {p[0], p[1], p[2], 1.0, p[4], p[5], 1.0, p[7]};
@@ -199,6 +196,28 @@ TS_SIMD_CLONES void leaf_block(const Op& op, const double* aux, const double* t,
         return;
       }
       break;
+    default:
+      break;
+  }
+  // Every other family of the step alone (CALL OF_T in families.def): one loop each, on a copy of the
+  // parameters that the compiler knows does not alias acc.
+  const double q[kNumParams] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+  switch (op.code) {
+#define TS_BLOCK_CASE_OF_T(NAME, FORMULA)        \
+  case OP_##NAME:                               \
+    for (int i = 0; i < n; ++i) acc[i] *= FORMULA(q, t[i]); \
+    return;
+#define TS_BLOCK_CASE_OF_TABLE(NAME, FORMULA)
+#define TS_BLOCK_CASE_OF_OP(NAME, FORMULA)
+#define TS_BLOCK_CASE_NODE(NAME, FORMULA)
+#define TS_FAMILY(NAME, CODE, PY_NAME, KIND, PARAMS, POSITIVE, INTEGER, OPTIONAL, PER_GROUP, SPLIT, TABLE, CALL, \
+                  FORMULA)                                                                                       \
+    TS_BLOCK_CASE_##CALL(NAME, FORMULA)
+#include "torchsched/families.def"
+#undef TS_BLOCK_CASE_OF_T
+#undef TS_BLOCK_CASE_OF_TABLE
+#undef TS_BLOCK_CASE_OF_OP
+#undef TS_BLOCK_CASE_NODE
     default:
       break;
   }
