@@ -47,7 +47,9 @@ int check_node(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux, i
              ", a period or step count) must be > 0, got " + std::to_string(op.p[k]));
     if (family.table != TABLE_NONE) {
       const bool points = family.table == TABLE_POINTS;
-      int64_t need = (family.table == TABLE_SORTED) ? op.b : (family.table == TABLE_STEPS ? 2 * op.b + 1 : 2 * op.b);
+      const int64_t need = (family.table == TABLE_SORTED)  ? op.b
+                           : (family.table == TABLE_STEPS) ? 2 * op.b + 1
+                                                           : 2 * op.b;
       if (op.a < 0 || op.b < 0 || op.a + need > n_aux) fail(where + ": table out of bounds");
       if (points && op.b < 1) fail(where + ": interpolation needs at least one point");
       for (int64_t k = 1; k < op.b; ++k) {
@@ -203,8 +205,8 @@ TS_SIMD_CLONES void leaf_block(const Op& op, const double* aux, const double* t,
   // parameters that the compiler knows does not alias acc.
   const double q[kNumParams] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
   switch (op.code) {
-#define TS_BLOCK_CASE_OF_T(NAME, FORMULA)        \
-  case OP_##NAME:                               \
+#define TS_BLOCK_CASE_OF_T(NAME, FORMULA)                   \
+  case OP_##NAME:                                           \
     for (int i = 0; i < n; ++i) acc[i] *= FORMULA(q, t[i]); \
     return;
 #define TS_BLOCK_CASE_OF_TABLE(NAME, FORMULA)

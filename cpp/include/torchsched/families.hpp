@@ -28,8 +28,11 @@ struct Ctx {
   double prev;  // the LR the group had before this step (chainable rules only)
 };
 
-// Bit k of a parameter mask stands for p[k].
-TS_HD constexpr unsigned pbit(int k) { return 1u << k; }
+// A parameter mask: bit k stands for p[k] (pbits(2, 6) is p[2] and p[6]).
+template <typename... Index>
+TS_HD constexpr unsigned pbits(Index... k) {
+  return (0u | ... | (1u << k));
+}
 
 enum FamilyKind : int32_t { KIND_NATIVE = 0, KIND_CHAINABLE = 1, KIND_TORCH = 2, KIND_COMBINATOR = 3 };
 enum TableLayout : int32_t { TABLE_NONE = 0, TABLE_SORTED = 1, TABLE_STEPS = 2, TABLE_POINTS = 3 };
