@@ -7,9 +7,10 @@
 namespace torchsched {
 
 // Chainable rules give the new LR from the previous one (prev), as torch's get_lr does inside step().
-// Every torch rule is split into the terms one step shares between all groups (torch_coef) and the
-// per-group rest (torch_apply), so an engine stepping many groups computes the shared terms once and
-// still gets, bit for bit, what evaluating each group on its own gives.
+// The chainable rules, CyclicLR and OneCycleLR (the rows of families.def with SPLIT 1) are split into the
+// terms one step shares between all groups (torch_coef) and the per-group rest (torch_apply), so an engine
+// stepping many groups computes the shared terms once and still gets, bit for bit, what evaluating each
+// group on its own gives.
 //
 // The constructor's initial step: ExponentialLR, PolynomialLR and CosineAnnealingLR leave the LR
 // unchanged there, and these ops do the same at t = 0 unless their `chain_at_0` parameter is 1. Callers
