@@ -205,21 +205,10 @@ TS_SIMD_CLONES void leaf_block(const Op& op, const double* aux, const double* t,
   // parameters that the compiler knows does not alias acc.
   const double q[kNumParams] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
   switch (op.code) {
-#define TS_BLOCK_CASE_OF_T(NAME, FORMULA)                   \
-  case OP_##NAME:                                           \
-    for (int i = 0; i < n; ++i) acc[i] *= FORMULA(q, t[i]); \
-    return;
-#define TS_BLOCK_CASE_OF_TABLE(NAME, FORMULA)
-#define TS_BLOCK_CASE_OF_OP(NAME, FORMULA)
-#define TS_BLOCK_CASE_NODE(NAME, FORMULA)
 #define TS_FAMILY(NAME, CODE, PY_NAME, KIND, PARAMS, POSITIVE, INTEGER, OPTIONAL, PER_GROUP, SPLIT, TABLE, CALL, \
                   FORMULA)                                                                                       \
-    TS_BLOCK_CASE_##CALL(NAME, FORMULA)
+  TS_IF_OF_T(CALL, case OP_##NAME : for (int i = 0; i < n; ++i) acc[i] *= FORMULA(q, t[i]); return;)
 #include "torchsched/families.def"
-#undef TS_BLOCK_CASE_OF_T
-#undef TS_BLOCK_CASE_OF_TABLE
-#undef TS_BLOCK_CASE_OF_OP
-#undef TS_BLOCK_CASE_NODE
     default:
       break;
   }

@@ -42,6 +42,13 @@ enum OpCode : int32_t {
 #include "families.def"
 };
 
+// TS_IF_OF_T(CALL, X) is X for the rows whose CALL is OF_T (a formula of p and t alone), else nothing.
+#define TS_IF_OF_T(CALL, X) TS_IF_OF_T_##CALL(X)
+#define TS_IF_OF_T_OF_T(X) X
+#define TS_IF_OF_T_OF_TABLE(X)
+#define TS_IF_OF_T_OF_OP(X)
+#define TS_IF_OF_T_NODE(X)
+
 // One row of the table, without its names.
 struct FamilyTraits {
   bool known;  // false: no row has this code
