@@ -39,7 +39,7 @@ int check_node(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux, i
     if (!std::isfinite(op.p[k]) && !(optional && std::isnan(op.p[k])))
       fail(where + ": parameter " + std::to_string(k) + " is not finite");
   }
-  if (family.kind != KIND_COMBINATOR) {
+  if (is_leaf(op.code)) {
     if (op.size != 1) fail(where + ": a leaf must have size 1");
     for (int k = 0; k < kNumParams; ++k)
       if (((family.positive >> k) & 1u) && !(op.p[k] > 0.0))

@@ -70,9 +70,6 @@ TS_HD constexpr FamilyTraits family_traits(int32_t code) {
 TS_HD constexpr bool is_leaf(int32_t code) {
   return family_traits(code).known && family_traits(code).kind != KIND_COMBINATOR;
 }
-TS_HD constexpr bool is_combinator(int32_t code) {
-  return family_traits(code).known && family_traits(code).kind == KIND_COMBINATOR;
-}
 // True for the torch rules evaluated as torch_coef (shared by all groups) then torch_apply (per group).
 TS_HD constexpr bool torch_split(int32_t code) { return family_traits(code).split; }
 // True when p[k] of `code` may differ between the groups of one split torch rule.
@@ -87,16 +84,16 @@ inline const char* family_params(int32_t code) {
   }
 }
 
-// One past the largest leaf code, and one past the largest code. Leaves come first, so the hot paths
-// tell a leaf from a combinator by `code < OP_LEAF_END` in a validated program.
-TS_HD constexpr int32_t code_end(bool leaves_only) {
+// One past the largest leaf code. Leaves come first, so the hot paths tell a leaf from a combinator by
+// `code < OP_LEAF_END` in a validated program.
+TS_HD constexpr int32_t leaf_code_end() {
   int32_t end = 0;
 #define TS_FAMILY(NAME, CODE, PY_NAME, KIND, ...) \
-  if ((!leaves_only || KIND_##KIND != KIND_COMBINATOR) && CODE + 1 > end) end = CODE + 1;
+  if (KIND_##KIND != KIND_COMBINATOR && CODE + 1 > end) end = CODE + 1;
 #include "families.def"
   return end;
 }
-enum : int32_t { OP_LEAF_END = code_end(true), OP_CODE_END = code_end(false) };
+enum : int32_t { OP_LEAF_END = leaf_code_end() };
 
 // ---- checks of the table itself, at compile time ----------------------------------------------
 // (Two rows with one name or one code fail already: as a repeated enumerator and a repeated case.)
