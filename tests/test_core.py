@@ -127,7 +127,7 @@ def test_program_max_depth_is_allowed_and_one_more_is_not() -> None:
 P = params
 BAD_PROGRAMS: list[tuple[str, list[Any], list[float], str]] = [
     ("unknown code", [leaf(99)], [], r"program node 0: unknown op code 99"),
-    ("code in the gap", [leaf(15)], [], r"program node 0: unknown op code 15"),
+    ("code in the gap", [leaf(19)], [], r"program node 0: unknown op code 19"),
     ("negative code", [leaf(-1)], [], r"program node 0: unknown op code -1"),
     ("size 0", [(0, 0, 0, 0, P(1.0))], [], r"program node 0: subtree size 0 out of range"),
     ("size past the end", [(0, 5, 0, 0, P(1.0))], [], r"program node 0: subtree size 5 out of range"),

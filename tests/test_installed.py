@@ -112,3 +112,17 @@ def test_smoke_schedule_wrap_and_drop_in():
         ours.step()
         theirs.step()
     assert ours.get_last_lr() == theirs.get_last_lr() == [0.25]
+
+
+def test_the_extension_carries_the_device_code_it_claims():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import check_wheel
+
+    extension = Path(_core.__file__)
+    real, virtual = check_wheel.claimed_architectures(extension)
+    assert bool(real or virtual) == _core.built_with_cuda()
+    cuobjdump = check_wheel.find_cuobjdump()
+    if not _core.built_with_cuda() or cuobjdump is None:
+        pytest.skip("a CUDA build and cuobjdump are needed to list device code")
+    assert check_wheel.carried_architectures(cuobjdump, extension) == (real, virtual)
+    assert check_wheel.check_device_code(extension)

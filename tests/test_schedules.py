@@ -221,6 +221,11 @@ def ref_tanh(kw: dict, t: int) -> float:  # timm TanhLRScheduler
     return kw["final"] + 0.5 * (kw["init"] - kw["final"]) * (1 - math.tanh(kw["lb"] * (1 - tr) + kw["ub"] * tr))
 
 
+def ref_rex(kw: dict, t: int) -> float:  # REX paper (Chen, Wolfe, Kyrillidis 2022), with a floor at final
+    z = 1 - min(t, kw["steps"]) / kw["steps"]
+    return kw["final"] + (kw["init"] - kw["final"]) * z / (0.5 + 0.5 * z)
+
+
 def ref_wsd(kw: dict, t: int) -> float:
     w, s, d = kw["warmup_steps"], kw["stable_steps"], kw["decay_steps"]
     if t < w:
@@ -342,6 +347,7 @@ FAMILIES: dict[str, tuple[st.SearchStrategy[dict], Callable[[dict], Schedule], C
     "interpolate": (_interp(), lambda kw: S.interpolate(**kw), ref_interpolate),
     "tanh": (_kwargs(steps=steps_f, init=lr, final=lr, lb=st.floats(-10.0, 0.0), ub=st.floats(0.0, 10.0)),
              lambda kw: S.tanh(**kw), ref_tanh),
+    "rex": (_kwargs(steps=steps_f, init=lr, final=lr), lambda kw: S.rex(**kw), ref_rex),
     "warmup_stable_decay": (_wsd(), lambda kw: S.warmup_stable_decay(**kw), ref_wsd),
 }
 

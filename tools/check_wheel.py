@@ -45,7 +45,7 @@ def find_cuobjdump() -> str | None:
 def claimed_architectures(extension: Path) -> tuple[set[str], set[str]]:
     """(real, virtual) architectures the extension says it was built for, from CMake's list ("" without CUDA)."""
     code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('_core', sys.argv[1]); "
-            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); print(m.cuda_architectures())")
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); print(';'.join(m.cuda_architectures()))")
     listed = subprocess.run([sys.executable, "-c", code, str(extension)], check=True, capture_output=True,
                             text=True).stdout.strip()
     real: set[str] = set()

@@ -15,56 +15,46 @@ namespace {
 
 [[noreturn]] void fail(const std::string& what) { throw std::invalid_argument(what); }
 
-bool is_leaf(int32_t code) { return (code >= OP_CONSTANT && code <= OP_TANH) || (code >= OP_TORCH_STEP && code < OP_LEAF_END); }
-bool is_combinator(int32_t code) { return code >= OP_PRODUCT && code < OP_CODE_END; }
-bool uses_table(int32_t code) { return code == OP_PIECEWISE_CONST || code == OP_INTERP || code == OP_TORCH_MULTISTEP; }
-
-// Parameters that divide (periods, step counts, timescales) must be > 0, or the formula yields NaN.
-// Returns a bit mask over p[0..7] for the op code.
-unsigned positive_params(int32_t code) {
-  switch (code) {
-    case OP_STEP: return 1u << 1;
-    case OP_EXPONENTIAL: return 1u << 2;
-    case OP_POLYNOMIAL: return (1u << 2) | (1u << 5);
-    case OP_INVERSE_TIME: return 1u << 2;
-    case OP_INVERSE_POWER: return 1u << 1;
-    case OP_INVERSE_SQRT: return 1u << 1;
-    case OP_COSINE: return (1u << 2) | (1u << 6);
-    case OP_COSINE_RESTARTS: return (1u << 2) | (1u << 3) | (1u << 7);
-    case OP_CYCLIC: return (1u << 2) | (1u << 3);
-    case OP_WARMUP: return 1u << 2;
-    case OP_ANNEAL: return 1u << 2;
-    case OP_TANH: return 1u << 2;
-    case OP_TORCH_COSINE: return 1u << 2;
-    default: return 0u;
+// The name of parameter k of `code`, from its row in families.def.
+std::string param_name(int32_t code, int k) {
+  std::string names = family_params(code);
+  size_t begin = 0;
+  for (int i = 0; i < k && begin != std::string::npos; ++i) {
+    begin = names.find(',', begin);
+    if (begin != std::string::npos) ++begin;
   }
+  if (begin == std::string::npos) return "";
+  return names.substr(begin, names.find(',', begin) - begin);
 }
 
 // Checks the subtree at i and returns its nesting depth of clock-changing nodes.
 int check_node(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux, int64_t i, int depth) {
   const Op& op = ops[i];
   const std::string where = "program node " + std::to_string(i);
-  if (!is_leaf(op.code) && !is_combinator(op.code)) fail(where + ": unknown op code " + std::to_string(op.code));
+  const FamilyTraits family = family_traits(op.code);
+  if (!family.known) fail(where + ": unknown op code " + std::to_string(op.code));
   if (op.size < 1 || i + op.size > n_ops) fail(where + ": subtree size " + std::to_string(op.size) + " out of range");
   for (int k = 0; k < kNumParams; ++k) {
-    bool optional_bound = (op.code == OP_EXPONENTIAL && k == 5);  // NaN means "no bound"
-    if (!std::isfinite(op.p[k]) && !(optional_bound && std::isnan(op.p[k])))
+    const bool optional = (family.optional >> k) & 1u;  // NaN means "none" (exponential's bound)
+    if (!std::isfinite(op.p[k]) && !(optional && std::isnan(op.p[k])))
       fail(where + ": parameter " + std::to_string(k) + " is not finite");
   }
   if (is_leaf(op.code)) {
     if (op.size != 1) fail(where + ": a leaf must have size 1");
-    const unsigned positive = positive_params(op.code);
     for (int k = 0; k < kNumParams; ++k)
-      if (((positive >> k) & 1u) && !(op.p[k] > 0.0))
-        fail(where + ": parameter " + std::to_string(k) + " (a period or step count) must be > 0, got " +
-             std::to_string(op.p[k]));
-    if (uses_table(op.code)) {
-      int64_t need = (op.code == OP_TORCH_MULTISTEP) ? op.b : (op.code == OP_PIECEWISE_CONST ? 2 * op.b + 1 : 2 * op.b);
+      if (((family.positive >> k) & 1u) && !(op.p[k] > 0.0))
+        fail(where + ": parameter " + std::to_string(k) + " (" + param_name(op.code, k) +
+             ", a period or step count) must be > 0, got " + std::to_string(op.p[k]));
+    if (family.table != TABLE_NONE) {
+      const bool points = family.table == TABLE_POINTS;
+      const int64_t need = (family.table == TABLE_SORTED)  ? op.b
+                           : (family.table == TABLE_STEPS) ? 2 * op.b + 1
+                                                           : 2 * op.b;
       if (op.a < 0 || op.b < 0 || op.a + need > n_aux) fail(where + ": table out of bounds");
-      if (op.code == OP_INTERP && op.b < 1) fail(where + ": interpolation needs at least one point");
+      if (points && op.b < 1) fail(where + ": interpolation needs at least one point");
       for (int64_t k = 1; k < op.b; ++k) {
         if (aux[op.a + k] < aux[op.a + k - 1]) fail(where + ": table times must be sorted");
-        if (op.code == OP_INTERP && aux[op.a + k] == aux[op.a + k - 1]) fail(where + ": interpolation times must be distinct");
+        if (points && aux[op.a + k] == aux[op.a + k - 1]) fail(where + ": interpolation times must be distinct");
       }
       for (int64_t k = 0; k < need; ++k)
         if (!std::isfinite(aux[op.a + k])) fail(where + ": table value is not finite");
@@ -178,9 +168,6 @@ TS_SIMD_CLONES void leaf_block(const Op& op, const double* aux, const double* t,
                                double* acc) {
   const double* p = op.p;
   switch (op.code) {
-    case OP_CONSTANT:
-      for (int i = 0; i < n; ++i) acc[i] *= p[0];
-      return;
     case OP_COSINE:
       if (p[3] == 1.0 && p[6] == 1.0) {  // exponent 1, no k_decay
         const double q[kNumParams] = {p[0], p[1], p[2], 1.0, p[4], p[5], 1.0, p[7]};
@@ -211,6 +198,17 @@ TS_SIMD_CLONES void leaf_block(const Op& op, const double* aux, const double* t,
         return;
       }
       break;
+    default:
+      break;
+  }
+  // Every other family of the step alone (CALL OF_T in families.def): one loop each, on a copy of the
+  // parameters that the compiler knows does not alias acc.
+  const double q[kNumParams] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]};
+  switch (op.code) {
+#define TS_FAMILY(NAME, CODE, PY_NAME, KIND, PARAMS, POSITIVE, INTEGER, OPTIONAL, PER_GROUP, SPLIT, TABLE, CALL, \
+                  FORMULA)                                                                                       \
+  TS_IF_OF_T(CALL, case OP_##NAME : for (int i = 0; i < n; ++i) acc[i] *= FORMULA(q, t[i]); return;)
+#include "torchsched/families.def"
     default:
       break;
   }

@@ -10,5 +10,6 @@ void register_engine(pybind11::module_& m);   // Engine: G param groups stepped 
 void register_stepper(pybind11::module_& m);  // Stepper and the drop-in schedulers' C-level step()
 void register_plateau(pybind11::module_& m);  // plateau_step: one ReduceLROnPlateau step
 void register_cuda(pybind11::module_& m);     // cuda_available, advance_cuda
+void register_families(pybind11::module_& m); // FAMILIES: the rows of families.def
 
 }  // namespace torchsched::bindings

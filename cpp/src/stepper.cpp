@@ -9,18 +9,6 @@
 namespace torchsched::bindings {
 namespace {
 
-// Per-group parameters of the split torch rules: every other parameter must agree across groups for
-// their shared terms to be computed once.
-bool per_group_param(int32_t code, int k) {
-  switch (code) {
-    case OP_TORCH_COSINE:
-    case OP_TORCH_SWA: return k == 0;
-    case OP_TORCH_CYCLIC: return k == 0 || k == 1;
-    case OP_TORCH_ONE_CYCLE: return k >= 5;
-    default: return false;
-  }
-}
-
 double number(PyObject* o) {
   double v = PyFloat_AsDouble(o);
   if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
@@ -301,7 +289,7 @@ bool Stepper::is_uniform(const std::vector<int32_t>& roots) const {
     const Op& op = ops[r];
     if (op.size != 1 || op.code != first.code || op.a != first.a || op.b != first.b) return false;
     for (int k = 0; k < kNumParams; ++k)
-      if (!per_group_param(op.code, k) && !(op.p[k] == first.p[k])) return false;
+      if (!is_per_group_param(op.code, k) && !(op.p[k] == first.p[k])) return false;
   }
   return true;
 }

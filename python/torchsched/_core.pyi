@@ -7,10 +7,17 @@ import numpy.typing as npt
 
 OP_RECORD_BYTES: int
 NUM_PARAMS: int
+__version__: str
 MAX_DEPTH: int
+#: The columns of a FAMILIES row.
+FAMILY_FIELDS: tuple[str, ...]
+#: The families table (cpp/include/torchsched/families.def), one row per op code, columns as FAMILY_FIELDS:
+#: code_name, code, name, kind, params, positive, integer, optional, per_group, chains, torch_split, table.
+FAMILIES: tuple[tuple[str, int, str, str, tuple[str, ...], int, int, int, int, bool, bool, str], ...]
 
 def cos(x: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
 def built_with_cuda() -> bool: ...
+def cuda_architectures() -> tuple[str, ...]: ...
 def cpython_shortcuts() -> bool: ...
 def cuda_available() -> bool: ...
 

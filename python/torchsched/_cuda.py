@@ -34,7 +34,7 @@ from ._cuda_optim import (  # noqa: F401  (re-exported: optim.py and the tests i
     params_of, refuse_cpu_lr_for_cuda_params, replace_shared_lr_tensors, resolve_device, scaler_found_inf,
 )
 from ._engine import FLOAT32, FLOAT64, Engine, step_count
-from ._program import OP_DTYPE, Code
+from ._program import CHAINABLE_CODES as _CHAINABLE_CODES, OP_DTYPE
 
 __all__ = [
     "CudaEngine", "check_optimizer_for_device_lrs", "replace_shared_lr_tensors", "resolve_device",
@@ -48,12 +48,6 @@ REBUILD_HINT = (
     "--force-reinstall --no-binary torchsched torchsched`. TORCHSCHED_CUDA=ON makes the build fail loudly "
     "when nvcc is missing instead of silently building the CPU engine only."
 )
-
-# Chainable torch rules read the previous LR: their host mirror must be evaluated at every step, in order.
-_CHAINABLE_CODES = frozenset(int(c) for c in (
-    Code.TORCH_STEP, Code.TORCH_MULTISTEP, Code.TORCH_CONSTANT, Code.TORCH_LINEAR, Code.TORCH_EXPONENTIAL,
-    Code.TORCH_POLYNOMIAL, Code.TORCH_COSINE, Code.TORCH_SWA,
-))
 
 # The current stream's cudaStream_t as an integer, without building a Stream object (the hot path).
 _raw_current_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)

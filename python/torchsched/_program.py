@@ -1,9 +1,10 @@
-"""Compiles schedule specs into the flat op table the core walks (see formulas.hpp for the layout)."""
+"""Compiles schedule specs into the flat op table the core walks; the op codes come from the core's
+families table (cpp/include/torchsched/families.def, exported as ``_core.FAMILIES``)."""
 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import numpy as np
 
@@ -14,50 +15,44 @@ if TYPE_CHECKING:  # what the compiler needs of a schedule, named without import
 
 NUM_PARAMS: int = _core.NUM_PARAMS
 
-# One record per node; must match `struct Op` in cpp/include/torchsched/formulas.hpp.
+# One record per node; must match `struct Op` in cpp/include/torchsched/families.hpp.
 OP_DTYPE = np.dtype([("code", "<i4"), ("size", "<i4"), ("a", "<i4"), ("b", "<i4"), ("p", "<f8", (NUM_PARAMS,))])
 assert OP_DTYPE.itemsize == _core.OP_RECORD_BYTES, "Python and C++ disagree on the op record layout"
 
 
-class Code(enum.IntEnum):
-    """Op codes, mirrored from `enum OpCode` in formulas.hpp."""
+class Family(NamedTuple):
+    """One row of the core's families table (cpp/include/torchsched/families.def), as ``_core.FAMILIES``
+    exports it. Masks have bit k set for parameter k."""
 
-    CONSTANT = 0
-    STEP = 1
-    PIECEWISE_CONST = 2
-    EXPONENTIAL = 3
-    POLYNOMIAL = 4
-    INVERSE_TIME = 5
-    INVERSE_POWER = 6
-    INVERSE_SQRT = 7
-    COSINE = 8
-    COSINE_RESTARTS = 9
-    CYCLIC = 10
-    WARMUP = 11
-    ANNEAL = 12
-    INTERP = 13
-    TANH = 14
-    TORCH_STEP = 20
-    TORCH_MULTISTEP = 21
-    TORCH_CONSTANT = 22
-    TORCH_LINEAR = 23
-    TORCH_EXPONENTIAL = 24
-    TORCH_POLYNOMIAL = 25
-    TORCH_COSINE = 26
-    TORCH_SWA = 27
-    TORCH_INPUT = 28
-    TORCH_STEP_CLOSED = 29
-    TORCH_CONSTANT_CLOSED = 30
-    TORCH_LINEAR_CLOSED = 31
-    TORCH_EXPONENTIAL_CLOSED = 32
-    TORCH_POLYNOMIAL_CLOSED = 33
-    TORCH_COSINE_CLOSED = 34
-    TORCH_CYCLIC = 35
-    TORCH_ONE_CYCLE = 36
-    PRODUCT = 40
-    SCALE = 41
-    SEQUENCE = 42
-    SHIFT = 43
+    code_name: str  # the member of Code
+    code: int
+    name: str  # the Python-facing name: the schedules builder of a native leaf or combinator
+    kind: str  # "native", "chainable" (reads the previous LR), "torch" or "combinator"
+    params: tuple[str, ...]  # parameter names in p[] order
+    positive: int  # must be > 0 (every parameter must be finite)
+    integer: int  # whole numbers: modes, flags, counts
+    optional: int  # NaN means "none"
+    per_group: int  # may differ between the groups of one split torch rule
+    chains: bool
+    torch_split: bool
+    table: str  # what the aux table holds: "none", "sorted", "steps" or "points"
+
+
+assert Family._fields == _core.FAMILY_FIELDS, "Python and C++ disagree on the families table's columns"
+FAMILIES: tuple[Family, ...] = tuple(Family(*row) for row in _core.FAMILIES)
+
+if TYPE_CHECKING:
+    class _CodeNames(enum.EnumMeta):
+        def __getattr__(cls, name: str) -> Code: ...
+
+    class Code(enum.IntEnum, metaclass=_CodeNames):
+        """Op codes: one member per row of the core's families table (the type checker takes any name)."""
+else:
+    Code = enum.IntEnum("Code", [(f.code_name, f.code) for f in FAMILIES], module=__name__)
+    Code.__doc__ = "Op codes: one member per row of the core's families table (``_core.FAMILIES``)."
+
+#: Codes of the torch rules that read the previous LR: their host mirror must be evaluated at every step, in order.
+CHAINABLE_CODES: frozenset[int] = frozenset(f.code for f in FAMILIES if f.chains)
 
 
 class Builder:

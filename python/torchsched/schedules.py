@@ -23,7 +23,7 @@ from ._program import Builder, Code, compile_many
 __all__ = [
     "Schedule", "constant", "step", "multistep", "piecewise_constant", "exponential", "linear", "polynomial",
     "inverse_time", "inverse_power", "inverse_sqrt", "cosine", "cosine_restarts", "cyclic", "one_cycle",
-    "warmup", "anneal", "interpolate", "tanh", "warmup_stable_decay", "sequence", "product", "scale",
+    "warmup", "anneal", "interpolate", "tanh", "rex", "warmup_stable_decay", "sequence", "product", "scale",
     "shift",
 ]
 
@@ -328,8 +328,15 @@ def tanh(steps: float, *, init: float = 1.0, final: float = 0.0, lb: float = -7.
     """timm ``TanhLRScheduler``: ``final + (init - final)/2 * (1 - tanh(lb (1 - t/steps) + ub t/steps))``, then ``final``."""
     return _Leaf("tanh", _args(steps=steps, init=init, final=final, lb=lb, ub=ub), Code.TANH,
                  [check.non_negative("init", init), check.non_negative("final", final), check.positive("steps", steps),
-                  check.real("lb", lb),
-                  check.real("ub", ub)], duration=float(steps))
+                  check.real("lb", lb), check.real("ub", ub)], duration=float(steps))
+
+
+def rex(steps: float, *, init: float = 1.0, final: float = 0.0) -> Schedule:
+    """REX (Chen, Wolfe, Kyrillidis 2022): ``final + (init - final) * z / (1/2 + z/2)`` with
+    ``z = 1 - min(t, steps)/steps``: above linear early on, down faster near the end; then ``final``."""
+    return _Leaf("rex", _args(steps=steps, init=init, final=final), Code.REX,
+                 [check.non_negative("init", init), check.non_negative("final", final), check.positive("steps", steps)],
+                 duration=float(steps))
 
 
 def warmup_stable_decay(warmup_steps: int, stable_steps: int, decay_steps: int, *, peak: float = 1.0,

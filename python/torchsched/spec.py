@@ -65,15 +65,9 @@ __all__ = ["SpecError", "parse", "load", "from_obj", "resolve", "BUILDERS", "WOR
 MAX_LENGTH = 20_000
 MAX_DEPTH = 64
 
-#: The builders a spec may call.
-BUILDERS: dict[str, Callable[..., _s.Schedule]] = {
-    name: getattr(_s, name) for name in (
-        "constant", "step", "multistep", "piecewise_constant", "exponential", "linear", "polynomial",
-        "inverse_time", "inverse_power", "inverse_sqrt", "cosine", "cosine_restarts", "cyclic", "one_cycle",
-        "warmup", "anneal", "interpolate", "tanh", "warmup_stable_decay", "sequence", "product", "scale",
-        "shift",
-    )
-}
+#: The builders a spec may call: every public builder of torchsched.schedules (a new family is callable here
+#: as soon as it is exported there).
+BUILDERS: dict[str, Callable[..., _s.Schedule]] = {name: getattr(_s, name) for name in _s.__all__ if name != "Schedule"}
 
 #: Bare words: which keyword of which builder they set.
 _WORD_PARAM = {
