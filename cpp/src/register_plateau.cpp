@@ -10,12 +10,6 @@
 namespace torchsched::bindings {
 namespace {
 
-double as_double(PyObject* o) {
-  double v = PyFloat_AsDouble(o);
-  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-  return v;
-}
-
 int64_t as_count(PyObject* o, bool round_up) {
   if (PyLong_Check(o)) {
     int overflow = 0;

@@ -6,14 +6,10 @@
 #include <cstring>
 #include <string>
 
+#include "bind_common.hpp"
+
 namespace torchsched::bindings {
 namespace {
-
-double number(PyObject* o) {
-  double v = PyFloat_AsDouble(o);
-  if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-  return v;
-}
 
 py::list to_list(const std::vector<double>& v) {
   py::list out(v.size());
@@ -210,20 +206,20 @@ bool Stepper::run(PyObject* groups, double t, PyObject* t_obj, double u) {
 void Stepper::forget_dicts() { std::fill(seen_dict_.begin(), seen_dict_.end(), nullptr); }
 
 bool Stepper::try_step(py::object groups, py::object t_obj, double u) {
-  const double t = number(t_obj.ptr());
+  const double t = as_double(t_obj.ptr());
   if (!ready(groups.ptr(), t)) return false;
   if (!run(groups.ptr(), t, t_obj.ptr(), u)) throw py::error_already_set();
   return true;
 }
 
 py::list Stepper::compute(py::object t_obj, py::object prevs, double u) {
-  const double t = number(t_obj.ptr());
+  const double t = as_double(t_obj.ptr());
   const size_t G = roots_.size();
   std::vector<double> prev(G, 0.0), out(G, 0.0);
   if (!prevs.is_none()) {
     py::sequence seq = prevs.cast<py::sequence>();
     if (seq.size() != G) throw std::invalid_argument("prevs needs one value per group");
-    for (size_t g = 0; g < G; ++g) prev[g] = number(seq[g].ptr());
+    for (size_t g = 0; g < G; ++g) prev[g] = as_double(seq[g].ptr());
   }
   bool unchanged = false;
   if (!evaluate_lrs(t, t_obj.ptr(), u, prev.data(), out.data(), &unchanged)) throw py::error_already_set();
@@ -232,7 +228,7 @@ py::list Stepper::compute(py::object t_obj, py::object prevs, double u) {
 
 py::list Stepper::compute_momentum(py::object t_obj, double u) {
   if (mroots_.empty()) throw std::invalid_argument("this scheduler has no momentum program");
-  const double t = number(t_obj.ptr());
+  const double t = as_double(t_obj.ptr());
   std::vector<double> out(roots_.size(), 0.0);
   if (!evaluate_momentum(t, t_obj.ptr(), u, out.data())) throw py::error_already_set();
   return to_list(out);
