@@ -20,6 +20,7 @@ fresh_venv() {  # $1: folder; torch only when missing, as in the Makefile
   "$1/bin/python" -m pip install -q --upgrade pip
   "$1/bin/python" -c "import torch" 2>/dev/null || "$1/bin/python" -m pip install -q "torch==$torch_version"
   "$1/bin/python" -m pip install -q "${test_deps[@]}"
+  "$1/bin/python" -m pip install -q --no-deps torch-lr-finder  # an oracle of the range-test tests
 }
 
 echo "test-dist: the wheel $(basename "$wheel") in a fresh venv"
