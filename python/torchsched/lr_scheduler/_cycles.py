@@ -11,6 +11,7 @@ from typing import Any
 from torch.optim import lr_scheduler as _tl
 from torch.optim import swa_utils as _swa_utils
 
+from .. import _validate as check
 from .._program import Builder, Code
 from ._base import _GET_LR_WARNING, _Core
 from ._cuda_stepper import DeviceProgram, _locate_clock
@@ -26,6 +27,9 @@ class CyclicLR(_Core, _tl.CyclicLR):
                         "_scale_fn_custom", "_scale_fn_ref", "cycle_momentum", "use_beta1", "base_momentums",
                         "max_momentums")
     _cycles_momentum = True
+    _hyperparameters = ("total_size", "step_ratio", "gamma")
+    _hyperparameter_lists = ("max_lrs", "base_momentums", "max_momentums")
+    _required_state_keys = ("last_epoch", "base_lrs", "_scale_fn_custom")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         n = len(groups)
@@ -87,6 +91,7 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
     (``T_cur``, ``T_i``, as torch keeps them) is a couple of integer updates in Python."""
 
     _compiled_params = ("base_lrs", "T_0", "T_mult", "eta_min")
+    _hyperparameters = ("T_0", "T_mult", "eta_min", "T_i", "T_cur")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         n = len(groups)
@@ -95,6 +100,8 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
     def step(self, epoch: Any = None) -> None:  # type: ignore[override]
         """Step the scheduler, after every batch if you like: ``step(epoch + i / iters)`` works as in torch."""
+        if epoch is not None:
+            check.scheduler_epoch("CosineAnnealingWarmRestarts.step", epoch)
         if self._needs_recompile:
             self._recompile()
         if not self._rule_in_core:
@@ -203,10 +210,12 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
     def get_lr(self) -> list[Any]:
         """The LRs at the current ``T_cur`` and ``T_i`` (computed by the core)."""
-        if not self._get_lr_called_within_step:
-            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         if self._needs_recompile:
             self._recompile()
+        if not self._rule_in_core:
+            return _tl.CosineAnnealingWarmRestarts.get_lr(self)
+        if not self._get_lr_called_within_step:
+            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         values = self._stepper.compute(self.T_cur, None, float(self.T_i))
         return [_like(b, v) for b, v in zip(self.base_lrs, values)]
 
@@ -223,6 +232,12 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
                         "use_beta1")
     _cycles_momentum = True
     _watches_group_keys = True
+    _hyperparameters = ("total_steps",)
+
+    def _runs_torch_code(self) -> bool:
+        # a scheduler pickled by an older torch holds anneal_func (any callable) instead of _anneal_func_type:
+        # torch's get_lr calls it, and so do the steps here
+        return super()._runs_torch_code() or "_anneal_func_type" not in self.__dict__
 
     def _phases(self) -> tuple[list[float], bool]:
         phases = self._schedule_phases
@@ -278,6 +293,7 @@ class SWALR(_Core, _swa_utils.SWALR):
     as in torch: editing it between steps takes effect at the next step (which recompiles the program)."""
 
     _compiled_params = ("base_lrs", "anneal_epochs", "_anneal_strategy")
+    _hyperparameters = ("anneal_epochs",)
     _watches_group_keys = True
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
