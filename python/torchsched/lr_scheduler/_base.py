@@ -289,7 +289,14 @@ class _Core(_LastLR):
         choice documented in the package). True when one of them is a tensor: torch's arithmetic then returns
         tensors of its dtype, so the steps run torch's own code (see :meth:`_runs_torch_code`)."""
         owner = type(self).__name__
+        if "base_lrs" in state:  # tensor LRs are the engines' business: only their values are checked here
+            check.scheduler_numbers(owner, "base_lrs", state["base_lrs"])
         tensor = False
+        for i, group in enumerate(self.optimizer.param_groups):
+            for key in self._group_hyperparameters():
+                if key in group:
+                    value = check.scheduler_number(owner, f"param_groups[{i}][{key!r}]", group[key])
+                    tensor = isinstance(value, Tensor) or tensor
         for name in self._hyperparameters:
             if name in state:
                 tensor = isinstance(check.scheduler_number(owner, name, state[name]), Tensor) or tensor
@@ -298,6 +305,10 @@ class _Core(_LastLR):
                 tensor = any(isinstance(v, Tensor) for v in check.scheduler_numbers(owner, name, state[name])) or tensor
         return tensor
 
+    def _group_hyperparameters(self) -> tuple[str, ...]:
+        """The group keys (other than lr) torch's get_lr computes with."""
+        return ()
+
     def _runs_torch_code(self) -> bool:
         """True where the steps run torch's own get_lr (exact, O(groups) in Python) rather than the core: no param
         groups (the core needs one), or what the class's hook says (a state the core does not model)."""
@@ -305,7 +316,7 @@ class _Core(_LastLR):
 
     def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
         super()._check_state(owner, state)
-        check.scheduler_numbers(owner, "base_lrs", state["base_lrs"])
+        check.scheduler_numbers(owner, "base_lrs", state["base_lrs"])  # checked here for every class
         if getattr(type(self).get_lr, "_runs_in_core", False):
             self._check_hyperparameters({**self.__dict__, **state})
 
@@ -430,6 +441,9 @@ class _Core(_LastLR):
         """Writes a step's decision: on the CUDA engine's device tensors, or through the host engine."""
         if decision.kind is StepKind.REBUILD:
             self._recompile()
+            if not self._rule_in_core:  # the edit needs torch's own arithmetic (a tensor put in a group key)
+                self._store_torch_lrs()
+                return
         ts = self._stepper
         if type(ts) is _CudaStepper and _write_on_device(self, ts, decision):
             return
@@ -451,6 +465,21 @@ class _Core(_LastLR):
                 _store_momentum(groups, moms, self.use_beta1)
         self._last_lr = _group_lrs(groups)
         self._stepper.fast_ok = self._c_step_ok
+
+    def _torch_get_lr(self) -> list[Any]:
+        """torch's get_lr, without its warning (given already, where it is due)."""
+        within = self._get_lr_called_within_step
+        self._get_lr_called_within_step = True
+        try:
+            return self._torch_twin.get_lr(self)
+        finally:
+            self._get_lr_called_within_step = within
+
+    def _store_torch_lrs(self) -> None:
+        """torch's get_lr at the current clock, stored as torch stores it."""
+        groups = self.optimizer.param_groups
+        _store(groups, self._torch_get_lr())
+        self._last_lr = _group_lrs(groups)
 
     def _closed_form_values(self, t: Any) -> list[float]:
         self._check_closed_form_like_torch(t)
@@ -477,6 +506,8 @@ class _Core(_LastLR):
             return _group_lrs(groups)
         if decision.kind is StepKind.REBUILD:
             self._recompile()
+            if not self._rule_in_core:
+                return self._torch_get_lr()
         t = decision.t
         values = self._stepper.compute(t, [float(g["lr"]) for g in groups])
         if self._cycles_momentum and self.cycle_momentum:

@@ -152,8 +152,22 @@ class MultiStepLR(_ClosedForm, _Core, _tl.MultiStepLR):
     def _milestones(self) -> list[float]:
         return sorted(float(m) for m in self.milestones.elements())
 
+    def _overflows(self) -> bool:
+        """torch's ``gamma ** count`` at a milestone given ``count`` times overflows (OverflowError in torch)."""
+        try:
+            for count in set(self.milestones.values()):
+                float(self.gamma) ** count
+        except OverflowError:
+            return True
+        return False
+
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
-        return _Spec([_leaf(Code.TORCH_MULTISTEP, self.gamma, table=self._milestones())] * len(groups))
+        return _Spec([_leaf(Code.TORCH_MULTISTEP, self.gamma, table=self._milestones())] * len(groups),
+                     fast=not self._overflows())
+
+    def _check_like_torch(self, t: Any) -> None:
+        if t in self.milestones and self._overflows():
+            float(self.gamma) ** self.milestones[t]  # torch's OverflowError
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
         milestones = self._milestones()
