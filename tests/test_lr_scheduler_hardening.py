@@ -452,6 +452,28 @@ def test_composite_failed_load_restores_every_scheduler(composite: str) -> None:
         scheduler.load_state_dict({"last_epoch": 3})
 
 
+PLATEAU_CORRUPTIONS = [
+    ("mode", "sideways", ValueError), ("threshold_mode", "relative", ValueError), ("factor", NAN, ValueError),
+    ("patience", "2", TypeError), ("num_bad_epochs", -1, ValueError), ("cooldown_counter", 0.5, TypeError),
+    ("best", NAN, ValueError), ("min_lrs", [INF, 0.0], ValueError), ("last_epoch", None, TypeError),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "error"), PLATEAU_CORRUPTIONS, ids=[c[0] for c in PLATEAU_CORRUPTIONS])
+def test_plateau_corrupted_state_dict_raises_and_changes_nothing(key: str, value: Any, error: type) -> None:
+    scheduler = SL.ReduceLROnPlateau(_optimizer(), patience=1)
+    for metric in (1.0, 2.0, 3.0):
+        scheduler.step(metric)
+    state = scheduler.state_dict()
+    state["patience"] = 7  # a valid change, which must not be applied either
+    state[key] = value
+    before = scheduler.state_dict()
+    with pytest.raises(error):
+        scheduler.load_state_dict(state)
+    assert _same_state(scheduler.state_dict(), before)
+    assert scheduler.mode == "min" and scheduler.patience == 1
+
+
 # ---- 8. pickling and deep copies --------------------------------------------------------------------
 
 COPYABLE = ATOMIC + [
