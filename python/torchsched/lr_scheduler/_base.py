@@ -222,7 +222,8 @@ class _Core(_LastLR):
     _compiled_params: tuple[str, ...] = ("base_lrs",)  # attributes whose reassignment recompiles
     _hyperparameters: tuple[str, ...] = ()       # torch's numeric attributes, checked by _check_hyperparameters
     _hyperparameter_lists: tuple[str, ...] = ()  # the same, one number per group
-    _required_state_keys = ("last_epoch", "base_lrs")
+    _required_state_keys: tuple[str, ...] = ("last_epoch", "base_lrs")
+    _torch_twin: Any  # the torch class twinned (set for each subclass)
     _has_closed_form = False     # torch's class has _get_closed_form_lr
     _cycles_momentum = False     # the rule also cycles momentum / beta1
     _watches_group_keys = False  # the program compiles group keys (other than lr) that torch reads every step

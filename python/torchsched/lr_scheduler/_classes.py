@@ -22,7 +22,7 @@ class _Lambdas:
     schedule), every state dict entry for them None or a callable object's ``__dict__``."""
 
     __slots__ = ()
-    _required_state_keys = ("last_epoch", "base_lrs", "lr_lambdas")
+    _required_state_keys: tuple[str, ...] = ("last_epoch", "base_lrs", "lr_lambdas")
 
     def _check_hyperparameters(self, state: Mapping[str, Any]) -> bool:
         for i, fn in enumerate(self.lr_lambdas):  # type: ignore[attr-defined]

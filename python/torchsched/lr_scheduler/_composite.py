@@ -14,7 +14,7 @@ class SequentialLR(_LastLR, _tl.SequentialLR):
     """torch's ``SequentialLR``: each scheduler runs in turn, switching at the milestones. Each step is
     one step of the scheduler in charge (one core call for torchsched schedulers)."""
 
-    _required_state_keys = ("_schedulers",)
+    _required_state_keys: tuple[str, ...] = ("_schedulers",)
 
     def step(self) -> None:  # type: ignore[override]
         """Perform a step."""
@@ -36,7 +36,7 @@ class ChainedScheduler(_LastLR, _tl.ChainedScheduler):
     torchsched schedulers)."""
 
     _copies_source_last_lr = True
-    _required_state_keys = ("_schedulers",)
+    _required_state_keys: tuple[str, ...] = ("_schedulers",)
 
     def step(self) -> None:  # type: ignore[override]
         """Perform a step."""

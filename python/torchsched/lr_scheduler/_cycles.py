@@ -30,7 +30,7 @@ class CyclicLR(_Core, _tl.CyclicLR):
     _cycles_momentum = True
     _hyperparameters = ("total_size", "step_ratio", "gamma")
     _hyperparameter_lists = ("max_lrs", "base_momentums", "max_momentums")
-    _required_state_keys = ("last_epoch", "base_lrs", "_scale_fn_custom")
+    _required_state_keys: tuple[str, ...] = ("last_epoch", "base_lrs", "_scale_fn_custom")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         n = len(groups)
