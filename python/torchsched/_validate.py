@@ -184,3 +184,76 @@ def schedule(name: str, value: _T) -> _T:
     if not is_schedule(value):
         raise TypeError(f"{name} must be a torchsched schedule (torchsched.schedules), got {value!r}")
     return value
+
+
+# ---- the drop-in classes
+# Their messages start with the class (or "Class.method") that was given the value: "StepLR: gamma must be ...".
+
+class MissingStateKeyError(KeyError, ValueError):
+    """A state dict without an entry the scheduler needs: a ``KeyError`` as torch's own loads raise for a missing
+    entry, and a ``ValueError`` as for any other corrupted state dict."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def scheduler_number(owner: str, name: str, value: Any) -> Any:
+    """A number torch's scheduler arithmetic takes (a real number, a bool included, or a tensor), finite. Returned
+    unchanged: a tensor keeps torch's types."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{owner}: {name} must be a real number, got a {value.dtype} tensor")
+        if not bool(torch.isfinite(value.detach()).all()):
+            raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+        return value
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r} ({type(value).__name__})")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        raise OverflowError(f"{owner}: {name} is too large for a float64, got {value!r}") from None
+    if not finite:
+        raise ValueError(f"{owner}: {name} must be finite, got {value!r}")
+    return value
+
+
+def scheduler_numbers(owner: str, name: str, values: Any) -> list[Any]:
+    """A list (or tuple) of :func:`scheduler_number` values, one per param group."""
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"{owner}: {name} must be a list, got {values!r} ({type(values).__name__})")
+    return [scheduler_number(owner, f"{name}[{i}]", v) for i, v in enumerate(values)]
+
+
+def scheduler_count(owner: str, name: str, value: Any) -> int:
+    """A counter of a scheduler's state (``_step_count``): an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"{owner}: {name} must be >= 0, got {value!r}")
+    return int(value)
+
+
+def scheduler_lambda(owner: str, name: str, value: Any) -> Any:
+    """A function of the epoch (a Python callable or a torchsched schedule)."""
+    if not callable(value):
+        raise TypeError(f"{owner}: {name} must be a function of the epoch or a torchsched schedule, got "
+                        f"{value!r} ({type(value).__name__})")
+    return value
+
+
+def state_mapping(owner: str, state: Any, required: Iterable[str]) -> Any:
+    """A state dict to load: a mapping holding every ``required`` entry."""
+    if not isinstance(state, dict):
+        raise TypeError(f"{owner}: state_dict must be a dict, got {type(state).__name__}")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise MissingStateKeyError(f"{owner}: state_dict has no {', '.join(map(repr, missing))} entry")
+    return state
+
+
+def scheduler_epoch(owner: str, value: Any) -> Any:
+    """The deprecated ``step(epoch)`` argument: a finite real number (or tensor). An infinity raises
+    OverflowError, as ``math.floor`` does (and torch's ``CosineAnnealingWarmRestarts``); NaN ValueError."""
+    if isinstance(value, float) and math.isinf(value):
+        raise OverflowError(f"{owner}: epoch must be finite, got {value!r}")
+    return scheduler_number(owner, "epoch", value)

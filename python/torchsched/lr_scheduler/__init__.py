@@ -2,9 +2,9 @@
 
 Replace ``from torch.optim import lr_scheduler`` with ``from torchsched import lr_scheduler`` and nothing
 else changes: the same constructor signatures and defaults, argument checks and errors (construction is
-torch's own), the same LR sequences in torch's order of floating-point operations, the same warnings,
-attributes and ``state_dict`` contents, the same compounding when two schedulers step one optimizer, the
-same respect for an LR edited by hand between steps. Every class subclasses its torch counterpart (and
+torch's own; "Arguments and state" below says what is refused earlier), the same LR sequences in torch's
+order of floating-point operations, the same warnings, attributes and ``state_dict`` contents, the same
+compounding when two schedulers step one optimizer, the same respect for an LR edited by hand between steps. Every class subclasses its torch counterpart (and
 so ``torch.optim.lr_scheduler.LRScheduler``): ``isinstance`` checks in Lightning, Transformers and
 Accelerate pass.
 
@@ -53,6 +53,31 @@ float32 LR tensors agree to float32 precision: torch multiplies in float32, the 
 Group keys that torch reads at every step (``OneCycleLR``'s ``initial_lr``/``max_lr``/``min_lr`` and
 ``max_momentum``/``base_momentum``, ``SWALR``'s ``swa_lr``) are compiled into the program and compared at every
 step in which the group dict changed: an edit recompiles before the next step, as torch would see it.
+
+Arguments and state (checked in one place, ``_Core._check_hyperparameters``, at construction, when a parameter is
+reassigned and when a state dict is loaded; never in the per-step path):
+
+* torch's own constructor checks run first, with torch's errors.
+* Every numeric hyperparameter (and the group keys torch computes with: ``swa_lr``, OneCycleLR's ``max_lr``, ...)
+  must be a number torch's arithmetic takes. A string, ``None`` or a list raises ``TypeError`` at construction,
+  naming the class and the argument (``"StepLR: gamma must be a real number, got '0.5' (str)"``): the type torch
+  raises, usually later, once a step uses the value (a value torch never uses as a number, such as
+  ``ConstantLR(total_iters='3')``, is refused too).
+* A non-finite hyperparameter (NaN, an infinity), which torch accepts and turns into NaN or infinite LRs, is
+  refused with ``ValueError`` (``"ExponentialLR: gamma must be finite, got inf"``); an integer too large for a
+  float64 raises ``OverflowError``. ``step(epoch)`` refuses NaN (``ValueError``) and infinities
+  (``OverflowError``) before anything changes, as ``math.floor`` would.
+* A 0-d tensor hyperparameter makes torch's arithmetic return tensors of its dtype (float32 LRs stored into float
+  groups); such a scheduler runs torch's own ``get_lr`` each step, so types and values are torch's. So do an
+  optimizer without param groups (the core needs one), ``CyclicLR`` given tensor ``base_lr`` (torch aliases them
+  with the group LRs) and a ``OneCycleLR`` pickled by an older torch (``anneal_func`` in place of
+  ``_anneal_func_type``).
+* ``load_state_dict`` is atomic: entries are checked first (a wrong type raises ``TypeError``, a non-finite number or
+  a negative count ``ValueError``, a missing ``last_epoch``/``base_lrs`` a ``MissingStateKeyError``, both a
+  ``KeyError`` and a ``ValueError``), and a load that fails anyway leaves every scheduler it touched (and the
+  callable objects whose ``__dict__`` torch's load updates) exactly as it was.
+* Where torch's arithmetic raises (``ZeroDivisionError``, Python's ``OverflowError`` for ``gamma ** n``), the same
+  error is raised at the same step, before the LRs change.
 
 Limits: parameters are read when the scheduler is built, and again whenever one of them is reassigned
 (``scheduler.gamma = 0.5``) or a state dict is loaded; an in-place edit of a list attribute

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.optim import lr_scheduler as _tl
 
 from .. import _core
+from .. import _validate as check
 from .._cuda_optim import refuse_cpu_lr_for_cuda_params
 from ._cuda_stepper import DeviceProgram, _CudaStepper, _make_engine, _scheduler_program, _write_on_device
 from ._spec import _Spec
+from ._state import restored_on_error, state_holders
 from ._step import (
     StepDecision, StepKind, _group_lrs, _like, _store, _store_momentum, _tensor_binding, decide_lrs, decide_step,
 )
@@ -37,6 +39,11 @@ _CALL_ORDER_WARNING = (
     "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
 )
 _GET_LR_WARNING = "To get the last learning rate computed by the scheduler, please use `get_last_lr()`."
+
+
+def _torch_class(cls: type) -> type:
+    """The torch class a drop-in class twins (the first of torch's schedulers in its MRO)."""
+    return next(c for c in cls.__mro__ if c.__module__ in (_tl.__name__, "torch.optim.swa_utils"))
 
 
 def _params_device(optimizer: Any) -> torch.device | None:
@@ -156,14 +163,33 @@ class _LastLR(LRScheduler):
             pass
         return state
 
+    _required_state_keys: tuple[str, ...] = ("last_epoch",)  # a state dict without one is corrupted
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        has_last = "_last_lr" in state
-        last = state.pop("_last_lr", None)
-        super().load_state_dict(state)
-        if has_last:
-            self._last_lr = last
-        self._invalidate_program()
+        """torch's ``load_state_dict``, atomic: the state dict is checked first (a wrong type raises TypeError, a
+        non-finite number or a negative count ValueError, a missing entry :class:`~torchsched._validate.
+        MissingStateKeyError`), and a load that fails anyway leaves the scheduler (and the schedulers and callable
+        objects it holds) as it was."""
+        owner = f"{type(self).__name__}.load_state_dict"
+        check.state_mapping(owner, state_dict, self._required_state_keys)
+        self._check_state(owner, state_dict)
+        with restored_on_error(state_holders(self)):
+            state = dict(state_dict)
+            has_last = "_last_lr" in state
+            last = state.pop("_last_lr", None)
+            super().load_state_dict(state)
+            if has_last:
+                self._last_lr = last
+            self._invalidate_program()
+
+    def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
+        """Raises for a state dict entry this class would misread (before anything is loaded)."""
+        if "last_epoch" in state:
+            check.scheduler_number(owner, "last_epoch", state["last_epoch"])
+        if "_step_count" in state:
+            check.scheduler_count(owner, "_step_count", state["_step_count"])
+        if "_last_lr" in state and state["_last_lr"] is not None:
+            check.scheduler_numbers(owner, "_last_lr", state["_last_lr"])
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -194,12 +220,17 @@ class _Core(_LastLR):
     use_beta1: bool
 
     _compiled_params: tuple[str, ...] = ("base_lrs",)  # attributes whose reassignment recompiles
+    _hyperparameters: tuple[str, ...] = ()       # torch's numeric attributes, checked by _check_hyperparameters
+    _hyperparameter_lists: tuple[str, ...] = ()  # the same, one number per group
+    _required_state_keys: tuple[str, ...] = ("last_epoch", "base_lrs")
+    _torch_twin: Any  # the torch class twinned (set for each subclass)
     _has_closed_form = False     # torch's class has _get_closed_form_lr
     _cycles_momentum = False     # the rule also cycles momentum / beta1
     _watches_group_keys = False  # the program compiles group keys (other than lr) that torch reads every step
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._torch_twin = _torch_class(cls)
         for name in cls._compiled_params:
             if not isinstance(cls.__dict__.get(name), _Live):
                 setattr(cls, name, _Live(name))
@@ -252,6 +283,44 @@ class _Core(_LastLR):
         group's LR for rules that scale it, the operands of the formula for the others."""
         return [g["lr"] for g in groups]
 
+    # ---- the arguments: one check at construction, reassignment and load; none in the per-step path
+    def _check_hyperparameters(self, state: Mapping[str, Any]) -> bool:
+        """Checks the numeric hyperparameters in ``state`` (the instance's, or a state dict being loaded): each a
+        number torch's arithmetic takes (else TypeError, torch's type for them) and finite (else ValueError: the
+        choice documented in the package). True when one of them is a tensor: torch's arithmetic then returns
+        tensors of its dtype, so the steps run torch's own code (see :meth:`_runs_torch_code`)."""
+        owner = type(self).__name__
+        if "base_lrs" in state:  # tensor LRs are the engines' business: only their values are checked here
+            check.scheduler_numbers(owner, "base_lrs", state["base_lrs"])
+        tensor = False
+        for i, group in enumerate(self.optimizer.param_groups):
+            for key in self._group_hyperparameters():
+                if key in group:
+                    value = check.scheduler_number(owner, f"param_groups[{i}][{key!r}]", group[key])
+                    tensor = isinstance(value, Tensor) or tensor
+        for name in self._hyperparameters:
+            if name in state:
+                tensor = isinstance(check.scheduler_number(owner, name, state[name]), Tensor) or tensor
+        for name in self._hyperparameter_lists:
+            if name in state:
+                tensor = any(isinstance(v, Tensor) for v in check.scheduler_numbers(owner, name, state[name])) or tensor
+        return tensor
+
+    def _group_hyperparameters(self) -> tuple[str, ...]:
+        """The group keys (other than lr) torch's get_lr computes with."""
+        return ()
+
+    def _runs_torch_code(self) -> bool:
+        """True where the steps run torch's own get_lr (exact, O(groups) in Python) rather than the core: no param
+        groups (the core needs one), or what the class's hook says (a state the core does not model)."""
+        return not self.optimizer.param_groups
+
+    def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
+        super()._check_state(owner, state)
+        check.scheduler_numbers(owner, "base_lrs", state["base_lrs"])  # checked here for every class
+        if getattr(type(self).get_lr, "_runs_in_core", False):
+            self._check_hyperparameters({**self.__dict__, **state})
+
     # ---- compile and bind
     def _invalidate_program(self) -> None:
         self._needs_recompile = True
@@ -269,8 +338,11 @@ class _Core(_LastLR):
 
     def _recompile(self) -> None:
         _refuse_cpu_lrs_for_cuda_params(self.optimizer.param_groups)
+        in_core = bool(getattr(type(self).get_lr, "_runs_in_core", False))
+        if in_core and (self._check_hyperparameters(self.__dict__) or self._runs_torch_code()):
+            in_core = False
         self._settle_last_lr()
-        self._rule_in_core = bool(getattr(type(self).get_lr, "_runs_in_core", False))
+        self._rule_in_core = in_core
         self._needs_recompile = False
         self._closed_engine = None
         if not self._rule_in_core:
@@ -344,6 +416,10 @@ class _Core(_LastLR):
         self._get_lr_called_within_step = False
 
     def _python_step(self, epoch: Any = None) -> None:
+        if epoch is not None:
+            check.scheduler_epoch(f"{type(self).__name__}.step", epoch)
+        if self._needs_recompile:  # raises for a bad argument before anything moves
+            self._recompile()
         if self._step_count == 1:
             if not hasattr(self.optimizer.step, "_wrapped_by_lr_sched"):
                 warnings.warn(_OVERRIDDEN_STEP_WARNING, UserWarning, stacklevel=2)
@@ -366,6 +442,9 @@ class _Core(_LastLR):
         """Writes a step's decision: on the CUDA engine's device tensors, or through the host engine."""
         if decision.kind is StepKind.REBUILD:
             self._recompile()
+            if not self._rule_in_core:  # the edit needs torch's own arithmetic (a tensor put in a group key)
+                self._store_torch_lrs()
+                return
         ts = self._stepper
         if type(ts) is _CudaStepper and _write_on_device(self, ts, decision):
             return
@@ -388,6 +467,21 @@ class _Core(_LastLR):
         self._last_lr = _group_lrs(groups)
         self._stepper.fast_ok = self._c_step_ok
 
+    def _torch_get_lr(self) -> list[Any]:
+        """torch's get_lr, without its warning (given already, where it is due)."""
+        within = self._get_lr_called_within_step
+        self._get_lr_called_within_step = True
+        try:
+            return self._torch_twin.get_lr(self)
+        finally:
+            self._get_lr_called_within_step = within
+
+    def _store_torch_lrs(self) -> None:
+        """torch's get_lr at the current clock, stored as torch stores it."""
+        groups = self.optimizer.param_groups
+        _store(groups, self._torch_get_lr())
+        self._last_lr = _group_lrs(groups)
+
     def _closed_form_values(self, t: Any) -> list[float]:
         self._check_closed_form_like_torch(t)
         if self._closed_engine is None:
@@ -399,10 +493,12 @@ class _Core(_LastLR):
     def get_lr(self) -> list[Any]:
         """The LRs the current ``last_epoch`` gives (computed by the core; use :meth:`get_last_lr` for the
         latest ones). Warns as torch does outside ``step()``."""
-        if not self._get_lr_called_within_step:
-            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         if self._needs_recompile:
             self._recompile()
+        if not self._rule_in_core:
+            return self._torch_twin.get_lr(self)
+        if not self._get_lr_called_within_step:
+            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         groups = self.optimizer.param_groups
         decision = decide_lrs(self, False)
         if decision.kind is StepKind.CLOSED_FORM:
@@ -411,6 +507,8 @@ class _Core(_LastLR):
             return _group_lrs(groups)
         if decision.kind is StepKind.REBUILD:
             self._recompile()
+            if not self._rule_in_core:
+                return self._torch_get_lr()
         t = decision.t
         values = self._stepper.compute(t, [float(g["lr"]) for g in groups])
         if self._cycles_momentum and self.cycle_momentum:
@@ -432,5 +530,9 @@ class _ClosedForm:
 
     def _get_closed_form_lr(self) -> list[Any]:
         """torch's closed form at ``last_epoch`` from ``base_lrs``, computed by the core."""
+        if self._needs_recompile:  # type: ignore[attr-defined]
+            self._recompile()  # type: ignore[attr-defined]
+        if not self._rule_in_core:  # type: ignore[attr-defined]
+            return self._torch_twin._get_closed_form_lr(self)  # type: ignore[attr-defined]
         values = self._closed_form_values(self.last_epoch)  # type: ignore[attr-defined]
         return [_like(b, v) for b, v in zip(self.base_lrs, values)]  # type: ignore[attr-defined]

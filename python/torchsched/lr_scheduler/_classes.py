@@ -5,17 +5,44 @@ has one, its closed form for ``step(epoch)``) into a core program and names the 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
+from torch import Tensor
 from torch.optim import lr_scheduler as _tl
 
+from .. import _validate as check
 from .._program import Code
 from ..schedules import Schedule
 from ._base import _ClosedForm, _Core
 from ._spec import _PREV, _SCALE, _base, _leaf, _schedule_or_input, _Spec
 
 
-class LambdaLR(_Core, _tl.LambdaLR):
+class _Lambdas:
+    """The argument checks of LambdaLR and MultiplicativeLR: every ``lr_lambda`` a callable (or a torchsched
+    schedule), every state dict entry for them None or a callable object's ``__dict__``."""
+
+    __slots__ = ()
+    _required_state_keys: tuple[str, ...] = ("last_epoch", "base_lrs", "lr_lambdas")
+
+    def _check_hyperparameters(self, state: Mapping[str, Any]) -> bool:
+        for i, fn in enumerate(self.lr_lambdas):  # type: ignore[attr-defined]
+            check.scheduler_lambda(type(self).__name__, f"lr_lambda[{i}]", fn)
+        return super()._check_hyperparameters(state)  # type: ignore[misc]
+
+    def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
+        super()._check_state(owner, state)  # type: ignore[misc]
+        saved = state["lr_lambdas"]
+        if not isinstance(saved, (list, tuple)):
+            raise TypeError(f"{owner}: lr_lambdas must be a list, got {type(saved).__name__}")
+        if len(saved) > len(self.lr_lambdas):  # type: ignore[attr-defined]
+            raise ValueError(f"{owner}: lr_lambdas has {len(saved)} entries for "
+                             f"{len(self.lr_lambdas)} lambdas")  # type: ignore[attr-defined]
+        for i, entry in enumerate(saved):
+            if entry is not None and not isinstance(entry, dict):
+                raise TypeError(f"{owner}: lr_lambdas[{i}] must be None or a dict, got {type(entry).__name__}")
+
+
+class LambdaLR(_Lambdas, _Core, _tl.LambdaLR):
     """torch's ``LambdaLR``: each group's LR is its initial LR times ``lr_lambda(epoch)``.
 
     A Python ``lr_lambda`` runs in Python (called from the core once per group and step, in torch's
@@ -49,7 +76,7 @@ class LambdaLR(_Core, _tl.LambdaLR):
         return state
 
 
-class MultiplicativeLR(_Core, _tl.MultiplicativeLR):
+class MultiplicativeLR(_Lambdas, _Core, _tl.MultiplicativeLR):
     """torch's ``MultiplicativeLR``: each step multiplies the current LR by ``lr_lambda(epoch)``.
 
     A Python ``lr_lambda`` runs in Python (called from the core once per group and step, in torch's
@@ -86,6 +113,7 @@ class StepLR(_ClosedForm, _Core, _tl.StepLR):
     """torch's ``StepLR``: the LR is multiplied by ``gamma`` every ``step_size`` epochs. Runs in the core."""
 
     _compiled_params = ("base_lrs", "step_size", "gamma")
+    _hyperparameters = ("step_size", "gamma")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(Code.TORCH_STEP, self.step_size, self.gamma)] * len(groups), fast=self.step_size != 0)
@@ -109,12 +137,37 @@ class MultiStepLR(_ClosedForm, _Core, _tl.MultiStepLR):
     twice counts twice). Runs in the core."""
 
     _compiled_params = ("base_lrs", "milestones", "gamma")
+    _hyperparameters = ("gamma",)
+
+    def _check_hyperparameters(self, state: Mapping[str, Any]) -> bool:
+        milestones = state.get("milestones", {})
+        if not isinstance(milestones, Mapping):
+            raise TypeError(f"MultiStepLR: milestones must be a Counter, got {type(milestones).__name__}")
+        tensor = False
+        for m, count in milestones.items():
+            tensor = isinstance(check.scheduler_number("MultiStepLR", "milestones", m), Tensor) or tensor
+            check.scheduler_count("MultiStepLR", f"milestones[{m!r}]", count)
+        return super()._check_hyperparameters(state) or tensor
 
     def _milestones(self) -> list[float]:
         return sorted(float(m) for m in self.milestones.elements())
 
+    def _overflows(self) -> bool:
+        """torch's ``gamma ** count`` at a milestone given ``count`` times overflows (OverflowError in torch)."""
+        try:
+            for count in set(self.milestones.values()):
+                float(self.gamma) ** count
+        except OverflowError:
+            return True
+        return False
+
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
-        return _Spec([_leaf(Code.TORCH_MULTISTEP, self.gamma, table=self._milestones())] * len(groups))
+        return _Spec([_leaf(Code.TORCH_MULTISTEP, self.gamma, table=self._milestones())] * len(groups),
+                     fast=not self._overflows())
+
+    def _check_like_torch(self, t: Any) -> None:
+        if t in self.milestones and self._overflows():
+            float(self.gamma) ** self.milestones[t]  # torch's OverflowError
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
         milestones = self._milestones()
@@ -130,6 +183,7 @@ class ConstantLR(_ClosedForm, _Core, _tl.ConstantLR):
     """torch's ``ConstantLR``: the LR is multiplied by ``factor`` until ``total_iters``. Runs in the core."""
 
     _compiled_params = ("base_lrs", "factor", "total_iters")
+    _hyperparameters = ("factor", "total_iters")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(Code.TORCH_CONSTANT, self.factor, self.total_iters)] * len(groups), fast=self.factor != 0)
@@ -148,9 +202,17 @@ class LinearLR(_ClosedForm, _Core, _tl.LinearLR):
     ``total_iters`` steps. Runs in the core."""
 
     _compiled_params = ("base_lrs", "start_factor", "end_factor", "total_iters")
+    _hyperparameters = ("start_factor", "end_factor", "total_iters")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
-        return _Spec([_leaf(Code.TORCH_LINEAR, self.start_factor, self.end_factor, self.total_iters)] * len(groups))
+        # a negative last_epoch (a loaded state dict) can meet torch's zero denominator: those steps run checked
+        return _Spec([_leaf(Code.TORCH_LINEAR, self.start_factor, self.end_factor, self.total_iters)] * len(groups),
+                     fast=self.last_epoch >= -1)
+
+    def _check_like_torch(self, t: Any) -> None:
+        if t < 0:  # torch's ZeroDivisionError where its denominator is 0
+            s, e = self.start_factor, self.end_factor
+            (e - s) / (self.total_iters * s + (t - 1) * (e - s))
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(Code.TORCH_LINEAR_CLOSED, _base(self, g), self.start_factor, self.end_factor,
@@ -169,6 +231,7 @@ class ExponentialLR(_ClosedForm, _Core, _tl.ExponentialLR):
     """torch's ``ExponentialLR``: the LR is multiplied by ``gamma`` every step. Runs in the core."""
 
     _compiled_params = ("base_lrs", "gamma")
+    _hyperparameters = ("gamma",)
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(Code.TORCH_EXPONENTIAL, self.gamma, 1.0)] * len(groups))
@@ -184,6 +247,7 @@ class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
     """torch's ``PolynomialLR``: the LR decays as ``(1 - t / total_iters) ** power``. Runs in the core."""
 
     _compiled_params = ("base_lrs", "total_iters", "power")
+    _hyperparameters = ("total_iters", "power")
 
     def _hazard(self) -> bool:
         return self.total_iters == 0 or self.power < 0
@@ -214,6 +278,7 @@ class CosineAnnealingLR(_ClosedForm, _Core, _tl.CosineAnnealingLR):
     in the core."""
 
     _compiled_params = ("base_lrs", "T_max", "eta_min")
+    _hyperparameters = ("T_max", "eta_min")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         n = len(groups)

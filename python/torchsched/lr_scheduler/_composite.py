@@ -14,6 +14,8 @@ class SequentialLR(_LastLR, _tl.SequentialLR):
     """torch's ``SequentialLR``: each scheduler runs in turn, switching at the milestones. Each step is
     one step of the scheduler in charge (one core call for torchsched schedulers)."""
 
+    _required_state_keys: tuple[str, ...] = ("_schedulers",)
+
     def step(self) -> None:  # type: ignore[override]
         """Perform a step."""
         self.last_epoch += 1
@@ -34,6 +36,7 @@ class ChainedScheduler(_LastLR, _tl.ChainedScheduler):
     torchsched schedulers)."""
 
     _copies_source_last_lr = True
+    _required_state_keys: tuple[str, ...] = ("_schedulers",)
 
     def step(self) -> None:  # type: ignore[override]
         """Perform a step."""

@@ -8,9 +8,11 @@ import math
 import warnings
 from typing import Any
 
+from torch import Tensor
 from torch.optim import lr_scheduler as _tl
 from torch.optim import swa_utils as _swa_utils
 
+from .. import _validate as check
 from .._program import Builder, Code
 from ._base import _GET_LR_WARNING, _Core
 from ._cuda_stepper import DeviceProgram, _locate_clock
@@ -26,6 +28,9 @@ class CyclicLR(_Core, _tl.CyclicLR):
                         "_scale_fn_custom", "_scale_fn_ref", "cycle_momentum", "use_beta1", "base_momentums",
                         "max_momentums")
     _cycles_momentum = True
+    _hyperparameters = ("total_size", "step_ratio", "gamma")
+    _hyperparameter_lists = ("max_lrs", "base_momentums", "max_momentums")
+    _required_state_keys: tuple[str, ...] = ("last_epoch", "base_lrs", "_scale_fn_custom")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         n = len(groups)
@@ -45,7 +50,8 @@ class CyclicLR(_Core, _tl.CyclicLR):
             custom = custom if custom is not None else ref
         iterations = 0.0 if self.scale_mode == "cycle" else 1.0
         shared = (self.total_size, self.step_ratio, mode, gamma, iterations)
-        fast = len(self.base_lrs) == len(self.max_lrs) == n and self.step_ratio != 0
+        # exp_range with |gamma| > 1: torch's gamma ** x raises OverflowError once it overflows (_check_like_torch)
+        fast = len(self.base_lrs) == len(self.max_lrs) == n and self.step_ratio != 0 and abs(gamma) <= 1
         leaves = [_leaf(Code.TORCH_CYCLIC, _base(self, g), float(self.max_lrs[g]) if g < len(self.max_lrs) else 0.0,
                         *shared, 0.0) for g in range(n)]
         mleaves: list[Any] = []
@@ -66,7 +72,15 @@ class CyclicLR(_Core, _tl.CyclicLR):
         # torch: base_lr + (max_lr - base_lr) * scale, from its own base_lrs / max_lrs (floats unless given tensors)
         return [_first_tensor(b, m) for b, m in zip(self.base_lrs, self.max_lrs)]
 
+    def _runs_torch_code(self) -> bool:
+        # a tensor base_lr argument: torch puts those tensors in the groups, aliased by base_lrs, and fills them
+        return super()._runs_torch_code() or any(isinstance(b, Tensor) for b in self.base_lrs)
+
     def _check_like_torch(self, t: Any) -> None:
+        ref = self.__dict__.get("_scale_fn_ref")
+        if (self._scale_fn_custom is None and isinstance(ref, functools.partial)
+                and ref.func is _tl.CyclicLR._exp_range_scale_fn and len(ref.args) == 1 and abs(ref.args[0]) > 1):
+            ref(t if self.scale_mode == "iterations" else math.floor(1 + t / self.total_size))  # OverflowError
         cycle = math.floor(1 + t / self.total_size)
         x = 1.0 + t / self.total_size - cycle
         if x <= self.step_ratio:
@@ -87,6 +101,7 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
     (``T_cur``, ``T_i``, as torch keeps them) is a couple of integer updates in Python."""
 
     _compiled_params = ("base_lrs", "T_0", "T_mult", "eta_min")
+    _hyperparameters = ("T_0", "T_mult", "eta_min", "T_i", "T_cur")
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         n = len(groups)
@@ -95,6 +110,8 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
     def step(self, epoch: Any = None) -> None:  # type: ignore[override]
         """Step the scheduler, after every batch if you like: ``step(epoch + i / iters)`` works as in torch."""
+        if epoch is not None:
+            check.scheduler_epoch("CosineAnnealingWarmRestarts.step", epoch)
         if self._needs_recompile:
             self._recompile()
         if not self._rule_in_core:
@@ -203,10 +220,12 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
     def get_lr(self) -> list[Any]:
         """The LRs at the current ``T_cur`` and ``T_i`` (computed by the core)."""
-        if not self._get_lr_called_within_step:
-            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         if self._needs_recompile:
             self._recompile()
+        if not self._rule_in_core:
+            return _tl.CosineAnnealingWarmRestarts.get_lr(self)
+        if not self._get_lr_called_within_step:
+            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         values = self._stepper.compute(self.T_cur, None, float(self.T_i))
         return [_like(b, v) for b, v in zip(self.base_lrs, values)]
 
@@ -223,6 +242,21 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
                         "use_beta1")
     _cycles_momentum = True
     _watches_group_keys = True
+    _hyperparameters = ("total_steps",)
+
+    def _check_hyperparameters(self, state: Any) -> bool:
+        for phase in state.get("_schedule_phases", ()):  # the phase ends torch computes from pct_start
+            check.scheduler_number("OneCycleLR", "pct_start", phase["end_step"])
+        return super()._check_hyperparameters(state)
+
+    def _group_hyperparameters(self) -> tuple[str, ...]:
+        momenta = ("max_momentum", "base_momentum") if self.cycle_momentum else ()
+        return ("initial_lr", "max_lr", "min_lr", *momenta)
+
+    def _runs_torch_code(self) -> bool:
+        # a scheduler pickled by an older torch holds anneal_func (any callable) instead of _anneal_func_type:
+        # torch's get_lr calls it, and so do the steps here
+        return super()._runs_torch_code() or "_anneal_func_type" not in self.__dict__
 
     def _phases(self) -> tuple[list[float], bool]:
         phases = self._schedule_phases
@@ -278,6 +312,10 @@ class SWALR(_Core, _swa_utils.SWALR):
     as in torch: editing it between steps takes effect at the next step (which recompiles the program)."""
 
     _compiled_params = ("base_lrs", "anneal_epochs", "_anneal_strategy")
+    _hyperparameters = ("anneal_epochs",)
+
+    def _group_hyperparameters(self) -> tuple[str, ...]:
+        return ("swa_lr",)
     _watches_group_keys = True
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
