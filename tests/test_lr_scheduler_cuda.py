@@ -257,7 +257,7 @@ def test_cuda_lrs_without_a_usable_cuda_engine_warn_and_keep_the_host_engine(mon
     sched = L.StepLR(opt, 3)
     groups = [{"params": [], "lr": fake_cuda_lr(0.1)}, {"params": [], "lr": fake_cuda_lr(0.2)}]
     with pytest.warns(RuntimeWarning, match="per-group path"):
-        engine = L._make_engine(sched._compile_rule(groups), None, groups, sched)
+        engine = L._make_stepper(sched._compile_rule(groups), None, groups, sched)
     assert type(engine) is _core.Stepper
 
 

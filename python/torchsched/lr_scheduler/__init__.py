@@ -45,7 +45,7 @@ the LRs live:
 * A CPU LR tensor in a group whose params are on a CUDA device raises ValueError (at construction, or at the step
   after it is put in): torch's fused CUDA kernels read it on the host, so a captured graph would freeze its value.
 * Anything else (mixed floats and tensors, tensors that require grad, ...) takes the per-group path, as torch
-  does: correct, O(groups) in Python. ``_make_engine`` is where a device engine plugs in.
+  does: correct, O(groups) in Python. ``_make_stepper`` is where a device engine plugs in.
 
 Numbers: float LRs and float64 LR tensors reproduce torch bit for bit (float64 arithmetic in torch's order).
 float32 LR tensors agree to float32 precision: torch multiplies in float32, the core in float64 and rounds once.
@@ -94,7 +94,7 @@ from ._classes import (
     StepLR,
 )
 from ._composite import ChainedScheduler, SequentialLR
-from ._cuda_stepper import _cuda_lr_target, _cuda_spec_ok, _CudaStepper, _make_engine  # noqa: F401  (tests)
+from ._cuda_stepper import _cuda_lr_target, _cuda_spec_ok, _CudaStepper, _make_stepper  # noqa: F401  (tests)
 from ._cycles import SWALR, CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR
 from .plateau import ReduceLROnPlateau
 

@@ -15,7 +15,7 @@ from torch.optim import lr_scheduler as _tl
 from .. import _core
 from .. import _validate as check
 from .._cuda_optim import refuse_cpu_lr_for_cuda_params
-from ._cuda_stepper import DeviceProgram, _CudaStepper, _make_engine, _scheduler_program, _write_on_device
+from ._cuda_stepper import DeviceProgram, _CudaStepper, _make_stepper, _scheduler_program, _write_on_device
 from ._spec import _Spec
 from ._state import restored_on_error, state_holders
 from ._step import (
@@ -210,9 +210,9 @@ class _LastLR(LRScheduler):
 class _Core(_LastLR):
     """The machinery shared by the classes whose rule runs in the core."""
 
-    __slots__ = ("_needs_recompile", "_closed_engine", "_lr_buffer_dtype", "_rule_in_core", "_c_step_ok")
+    __slots__ = ("_needs_recompile", "_closed_stepper", "_lr_buffer_dtype", "_rule_in_core", "_c_step_ok")
     _needs_recompile: bool  # recompile before the next step
-    _closed_engine: Any     # the closed-form engine, built on first use
+    _closed_stepper: Any     # the closed-form engine, built on first use
     _lr_buffer_dtype: Any   # the LR buffer's dtype, None for Python floats
     _rule_in_core: bool     # get_lr is ours (a subclass overriding it runs torch's Python path)
     _c_step_ok: bool        # the C-level step may run this configuration
@@ -238,7 +238,7 @@ class _Core(_LastLR):
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls, *args, **kwargs)
         self._needs_recompile = True
-        self._closed_engine = None
+        self._closed_stepper = None
         self._lr_buffer_dtype = None
         self._rule_in_core = True
         self._c_step_ok = False
@@ -324,7 +324,7 @@ class _Core(_LastLR):
     # ---- compile and bind
     def _invalidate_program(self) -> None:
         self._needs_recompile = True
-        self._closed_engine = None
+        self._closed_stepper = None
         ts = self._stepper
         if ts is not None:
             ts.fast_ok = False
@@ -344,20 +344,20 @@ class _Core(_LastLR):
         self._settle_last_lr()
         self._rule_in_core = in_core
         self._needs_recompile = False
-        self._closed_engine = None
+        self._closed_stepper = None
         if not self._rule_in_core:
             self._stepper = None
             self._c_step_ok = False
             return
         groups = self.optimizer.param_groups
         spec = self._compile_rule(groups)
-        ts = _make_engine(spec, _params_device(self.optimizer), groups, self)
+        ts = _make_stepper(spec, _params_device(self.optimizer), groups, self)
         self._stepper = ts
         self._c_step_ok = spec.fast
         if type(ts) is _CudaStepper:
             self._lr_buffer_dtype = None
             if self._has_closed_form:  # built now: base_lrs are device tensors, read once here
-                self._closed_engine = _make_engine(self._compile_closed_form(groups), None)
+                self._closed_stepper = _make_stepper(self._compile_closed_form(groups), None)
             return
         self._bind_lr_storage(groups)
 
@@ -484,10 +484,10 @@ class _Core(_LastLR):
 
     def _closed_form_values(self, t: Any) -> list[float]:
         self._check_closed_form_like_torch(t)
-        if self._closed_engine is None:
-            self._closed_engine = _make_engine(self._compile_closed_form(self.optimizer.param_groups),
+        if self._closed_stepper is None:
+            self._closed_stepper = _make_stepper(self._compile_closed_form(self.optimizer.param_groups),
                                                _params_device(self.optimizer))
-        return list(self._closed_engine.compute(t))
+        return list(self._closed_stepper.compute(t))
 
     # ---- torch's public computing methods, core-backed
     def get_lr(self) -> list[Any]:

@@ -65,16 +65,16 @@ def _cuda_build_ok() -> bool:
     return False
 
 
-def _make_engine(spec: _Spec, device: torch.device | None, groups: Sequence[dict[str, Any]] | None = None,
-                 owner: Any = None) -> Any:
-    """Builds the engine that steps one scheduler's groups: the single place a device engine plugs in.
+def _make_stepper(spec: _Spec, device: torch.device | None, groups: Sequence[dict[str, Any]] | None = None,
+                  owner: Any = None) -> Any:
+    """Builds the stepper that steps one scheduler's groups: the single place a device engine plugs in.
 
-    ``device`` is where the optimizer's params live. The host engine (a ``_core.Stepper``) stores Python
+    ``device`` is where the optimizer's params live. The host stepper (a ``_core.Stepper``) stores Python
     float LRs (which any device's optimizer reads) and CPU LR tensors in place. With ``groups`` and
     ``owner`` (the scheduler), groups whose LRs are all tensors on one CUDA device get a
-    :class:`_CudaStepper` instead when the scheduler's arithmetic is a pure core program (see
-    :func:`_cuda_spec_ok`); everything else keeps the host engine (LR tensors on a GPU then take the
-    per-group path).
+    :class:`_CudaStepper` (over a ``CudaEngine``) instead when the scheduler's arithmetic is a pure core
+    program (see :func:`_cuda_spec_ok`); everything else keeps the host stepper (LR tensors on a GPU then
+    take the per-group path).
     """
     if groups is not None and owner is not None:
         target = _cuda_lr_target([g["lr"] for g in groups]) if _cuda_spec_ok(spec) else None
