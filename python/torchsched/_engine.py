@@ -52,12 +52,16 @@ def buffer_pointer(out: Any, count: int, *, name: str = "out") -> tuple[int, int
 
 
 def step_count(value: Any, what: str = "step") -> int:
-    """:func:`torchsched._validate.step_count` with the value first, the order the CUDA engine calls it in."""
-    return check.step_count(what, value)
+    """:func:`torchsched._validate.counter_step` (a step counter's value, at most 2**62) with the value
+    first, the order the CUDA engine calls it in."""
+    return check.counter_step(what, value)
 
 
 class Engine:
     """G groups on the host: an int64 step and per-group base LR, multiplier and schedule.
+
+    The step is set (at construction, or through :attr:`step`) to at most 2**62, the step policy of
+    :data:`torchsched._validate.STEP_LIMIT`, so :meth:`advance` cannot run it past int64.
 
     ``LR_g(t) = base_lrs[g] * multipliers[g] * schedule_g(t)``. After construction the step is 0;
     :meth:`advance` moves to the next step and writes all G LRs in one core call.
@@ -78,7 +82,7 @@ class Engine:
             for i, s in enumerate(scheds):
                 check.schedule(f"schedules[{i}]", s)
         mult = [1.0] * groups if multipliers is None else check.non_negative_list("multipliers", multipliers, groups)
-        step = check.step_count("step", step)
+        step = check.counter_step("step", step)
         self.schedules = scheds
         self.base_lrs: list[float] = base
         self.multipliers: list[float] = mult
@@ -97,7 +101,7 @@ class Engine:
 
     @step.setter
     def step(self, value: int) -> None:
-        self._core.step = check.step_count("step", value)
+        self._core.step = check.counter_step("step", value)
         self._core.write(0, FLOAT64, 0)
 
     def bind(self, out: Any) -> Any:

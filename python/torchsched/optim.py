@@ -18,19 +18,39 @@ LR of group g after k steps: ``group['lr'] (at wrap time) * multiplier_g * sched
 :func:`wrap` the groups hold ``schedule(0)`` (the torch convention). A group's multiplier comes from the
 ``multipliers=`` option, else from its ``'lr_multiplier'`` key (what :func:`torchsched.param_groups` sets),
 else 1.
+
+Invariants, each kept in one place here:
+
+- **No computed non-finite LR is ever stored** into a param group or an LR tensor (:class:`_LrGuard`). The
+  guard proves, on the host and a window of steps ahead, that every group's next LRs are finite and fit
+  the LR dtype (float32 tensors overflow past 3.4e38). A :meth:`ScheduledOptimizer.step` whose advance would
+  store a non-finite LR raises ``ValueError`` naming the group and the step *before* the wrapped optimizer
+  steps: the params, the LRs and the step stay as they were. Construction, ``add_param_group``,
+  ``set_multiplier`` and ``load_state_dict`` refuse the same way. (The proof costs one batched evaluation
+  per window, nothing measurable per step; inside a replayed CUDA graph no Python runs, so there the device
+  kernel alone decides.)
+- **The step policy**: the step counter holds steps up to 2**62 (``_validate.STEP_LIMIT``), exactly; a
+  ``step()`` at 2**62 raises ``OverflowError`` before anything changes, and a state dict with a larger
+  step is refused.
+- **Every** :meth:`ScheduledOptimizer.load_state_dict` **is atomic**: it checks everything (its own entry,
+  its version, the group count, the LRs it will produce) and builds the new engine first; only then does it
+  load the wrapped optimizer, and it puts the optimizer back if that fails. A failed load changes nothing.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from . import _validate as check
 from ._engine import Engine, buffer_pointer
+from ._program import compile_many
 from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
@@ -70,6 +90,69 @@ def _group_device(index: int, group: Mapping[str, Any]) -> torch.device:
 def _lr_number(name: str, value: Any) -> float:
     """A base LR or a multiplier: a finite number >= 0, or a one-element tensor holding one."""
     return check.non_negative(name, check.scalar(name, value))
+
+
+# ---- the finite-LR guard --------------------------------------------------------------------------
+
+#: Steps the guard proves at once; the proof of a window costs about as much as that many core steps
+#: of one group, i.e. nothing measurable per step.
+GUARD_WINDOW = 1024
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT64_MAX = float(np.finfo(np.float64).max)  # "<= limit" then also refuses inf and NaN
+
+
+class _LrGuard:
+    """Proves on the host, before the engine stores them, that every group's LRs are finite and fit the
+    destination's dtype: ``base_lr * multiplier * schedule(t)``, evaluated as the core evaluates it.
+
+    ``check(first, count)`` proves steps ``first .. first + count - 1`` in one batched evaluation per
+    distinct schedule, halving the window where a bound fails; it returns how many steps from ``first`` on
+    are proven (at least 1) and raises ``ValueError`` naming the group and the step when step ``first``
+    itself would store a non-finite LR.
+    """
+
+    def __init__(self, schedules: Sequence[Schedule], scales: Sequence[float], limits: Sequence[float],
+                 labels: Sequence[str]) -> None:
+        self._schedules = list(schedules)
+        self._program, roots = compile_many(self._schedules)
+        self._roots = [int(r) for r in roots]
+        self._scales = [float(x) for x in scales]
+        self._limits = list(limits)
+        self._labels = list(labels)
+        bound: dict[int, tuple[float, float]] = {}  # root -> (largest scale, smallest limit) of its groups
+        for root, scale, limit in zip(self._roots, self._scales, self._limits):
+            big, small = bound.get(root, (0.0, _FLOAT64_MAX))
+            bound[root] = (max(big, abs(scale)), min(small, limit))
+        self._bounds = list(bound.items())
+
+    def check(self, first: int, count: int) -> int:
+        n = count
+        while n > 1:
+            if self._window_holds(first, n):
+                return n
+            n //= 2
+        self._exact(first)
+        return 1
+
+    def _window_holds(self, first: int, n: int) -> bool:
+        for root, (scale, limit) in self._bounds:
+            try:
+                values = self._program.values_range(root, first, 1, n)
+            except ValueError:  # a non-finite value in the window
+                return False
+            if not float(np.max(np.abs(values))) * scale <= limit:
+                return False
+        return True
+
+    def _exact(self, step: int) -> None:
+        for g, (root, scale, limit) in enumerate(zip(self._roots, self._scales, self._limits)):
+            value = float(self._program.value(root, step))
+            lr = scale * value  # the core's product, in the same order
+            if not abs(lr) <= limit:
+                fits = " in float32 (the LR tensor's dtype)" if math.isfinite(lr) else ""
+                raise ValueError(f"the LR of {self._labels[g]} would not be finite{fits} at step {step}: "
+                                 f"base LR x multiplier {scale!r} x schedule {value!r} "
+                                 f"({check.shown(self._schedules[g], 80)})")
 
 
 # ---- engine bindings -----------------------------------------------------------------------------
@@ -308,17 +391,51 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         for lst in (self._schedules, self._base_lrs, self._multipliers, self._tensor_groups, self._devices):
             del lst[count:]
 
-    def _rebuild(self, step: int) -> None:
-        """(Re)makes the engine for the current groups at ``step`` and installs the LRs into the groups."""
-        binding = _make_engine(self._schedules, self._base_lrs, self._multipliers, step=step,
-                               tensor_groups=self._tensor_groups, devices=self._devices, dtype=self._dtype)
+    def _prepare(self, step: int, base_lrs: Sequence[float] | None = None,
+                 multipliers: Sequence[float] | None = None) -> tuple[Any, _LrGuard]:
+        """A new engine binding for the current groups at ``step`` and its guard, changing nothing yet:
+        raises (nothing changed) when ``step`` would store a non-finite LR."""
+        base = self._base_lrs if base_lrs is None else base_lrs
+        mult = self._multipliers if multipliers is None else multipliers
+        groups = self._optimizer.param_groups
+        tensor_limit = _FLOAT32_MAX if self._dtype == torch.float32 else _FLOAT64_MAX
+        guard = _LrGuard(self._schedules, [b * m for b, m in zip(base, mult)],
+                         [tensor_limit if t else _FLOAT64_MAX for t in self._tensor_groups],
+                         [_group_label(i, groups[i] if i < len(groups) else {}) for i in range(len(base))])
+        guard.check(step, 1)
+        binding = _make_engine(self._schedules, base, mult, step=step, tensor_groups=self._tensor_groups,
+                               devices=self._devices, dtype=self._dtype)
+        return binding, guard
+
+    def _install(self, binding: Any, guard: _LrGuard) -> None:
+        """Puts ``binding``'s LRs into the groups and makes it the wrapper's engine."""
         groups = self._optimizer.param_groups
         binding.install(groups)
         d = self.__dict__
         d["_binding"] = binding
+        d["_guard"] = guard
+        d["_proven"] = 0  # advances proven safe from the engine's step on (see _prove_ahead)
         d["_advance"] = binding.advancer(groups)
         d["_groups"] = groups
         d["_count"] = len(groups)
+
+    def _rebuild(self, step: int) -> None:
+        """(Re)makes the engine for the current groups at ``step`` and installs the LRs into the groups."""
+        self._install(*self._prepare(step))
+
+    def _prove_ahead(self) -> int:
+        """How many further advances are proven to store finite LRs (at least 1); raises, before anything
+        changes, at the step limit or when the very next advance would store a non-finite LR."""
+        step = _engine_step(self._binding)
+        if step >= check.STEP_LIMIT:
+            raise OverflowError(f"step(): the schedule is at step {step}, the step limit (2**62); it cannot "
+                                "advance, and the optimizer was not stepped")
+        try:
+            proven = self._guard.check(step + 1, min(GUARD_WINDOW, check.STEP_LIMIT - step))
+        except ValueError as e:
+            raise ValueError(f"step(): {e}; the optimizer was not stepped and the LRs stay") from None
+        self.__dict__["_proven"] = proven
+        return proven
 
     def _resync(self, groups: list[dict[str, Any]]) -> None:
         """The wrapped optimizer's groups changed behind the wrapper (its own ``add_param_group`` or
@@ -347,12 +464,17 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         groups = opt.param_groups
         if groups is not self._groups or len(groups) != self._count:
             self._resync(groups)
+        d = self.__dict__
+        proven = d["_proven"]
+        if proven <= 0:
+            proven = self._prove_ahead()  # raises before the optimizer's update: nothing changes
         loss = opt.step() if closure is None else opt.step(closure)
         found_inf = opt.__dict__.get("found_inf")  # set by GradScaler around this call
         if found_inf is None:
             self._advance()
         else:
             self._binding.advance(groups, found_inf)
+        d["_proven"] = proven - 1  # a skipped advance spends one too: the count only has to be a lower bound
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -396,41 +518,72 @@ class ScheduledOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Loads the wrapped optimizer's state and the schedule's step, base LRs and multipliers, then puts
-        the LRs of that step into the groups. A plain torch optimizer state dict keeps the current step."""
+        the LRs of that step into the groups. A plain torch optimizer state dict keeps the current step.
+
+        Atomic: everything is checked, and the new engine built, before anything is loaded; if the wrapped
+        optimizer then refuses its part, it is put back as it was. A failed load changes nothing.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         sd = dict(state_dict)
         ours = sd.pop(_STATE_KEY, None)
         opt = self._optimizer
         if opt.param_groups is not self._groups or len(opt.param_groups) != self._count:
             self._resync(opt.param_groups)
+        saved_groups = sd.get("param_groups")
+        if not isinstance(saved_groups, list) or not all(isinstance(g, Mapping) for g in saved_groups):
+            raise ValueError(f"state_dict['param_groups'] must be a list of dicts, got {check.shown(saved_groups)}")
+        if len(saved_groups) != self._count:
+            raise ValueError(f"state_dict['param_groups'] has {len(saved_groups)} groups, the optimizer "
+                             f"{self._count}")
+        if not isinstance(sd.get("state"), Mapping):
+            raise ValueError(f"state_dict['state'] must be a dict, got {check.shown(sd.get('state'))}")
+        step, base, mult = _engine_step(self._binding), self._base_lrs, self._multipliers
         if ours is not None:
-            ours = self._check_state(ours, len(sd.get("param_groups", ())))
-        opt.load_state_dict(sd)  # checks the group count and sizes; replaces the group dicts
-        step = _engine_step(self._binding)
-        if ours is not None:
-            step = ours["step"]
-            self._base_lrs[:] = ours["base_lrs"]
-            self._multipliers[:] = ours["multipliers"]
-            saved = ours.get("schedules")
-            if saved is not None and list(saved) != [repr(s) for s in self._schedules]:
-                warnings.warn("the state dict was saved with different schedules; its step is loaded into "
-                              "the current ones", UserWarning, stacklevel=2)
-        self._rebuild(step)
+            ours = self._check_state(ours, self._count)
+            step, base, mult = ours["step"], ours["base_lrs"], ours["multipliers"]
+        try:
+            binding, guard = self._prepare(step, base, mult)
+        except ValueError as e:
+            raise ValueError(f"load_state_dict: {e}") from None
+        kept = opt.__dict__.get("state"), opt.__dict__.get("param_groups")
+        try:
+            opt.load_state_dict(sd)  # checks param counts and sizes; replaces the group dicts
+            self._install(binding, guard)
+        except BaseException:
+            opt.__dict__["state"], opt.__dict__["param_groups"] = kept
+            raise
+        self._base_lrs[:] = base
+        self._multipliers[:] = mult
+        saved = ours.get("schedules") if ours is not None else None
+        if saved is not None and list(saved) != [repr(s) for s in self._schedules]:
+            warnings.warn("the state dict was saved with different schedules; its step is loaded into "
+                          "the current ones", UserWarning, stacklevel=2)
 
     @staticmethod
     def _check_state(ours: Any, count: int) -> dict[str, Any]:
+        where = f"state_dict['{_STATE_KEY}']"
         if not isinstance(ours, Mapping):
-            raise TypeError(f"state_dict['{_STATE_KEY}'] must be a dict, got {type(ours).__name__}")
-        missing = [k for k in ("step", "base_lrs", "multipliers") if k not in ours]
+            raise TypeError(f"{where} must be a dict, got {type(ours).__name__}")
+        missing = [k for k in ("version", "step", "base_lrs", "multipliers") if k not in ours]
         if missing:
-            raise ValueError(f"state_dict['{_STATE_KEY}'] lacks {missing}")
-        out = {"step": check.step_count(f"state_dict['{_STATE_KEY}']['step']", ours["step"]),
-               "schedules": ours.get("schedules")}
+            raise ValueError(f"{where} lacks {missing}")
+        version = ours["version"]
+        if isinstance(version, bool) or version != _STATE_VERSION:
+            raise ValueError(f"{where}['version'] is {check.shown(version)}; this torchsched reads version "
+                             f"{_STATE_VERSION} (saved by a newer torchsched, or not by torchsched)")
+        out = {"step": check.counter_step(f"{where}['step']", ours["step"])}
+        saved = ours.get("schedules")
+        if saved is not None and not (isinstance(saved, (list, tuple)) and all(isinstance(x, str) for x in saved)):
+            raise ValueError(f"{where}['schedules'] must be a list of strings, got {check.shown(saved)}")
+        out["schedules"] = saved
         for key in ("base_lrs", "multipliers"):
-            values = list(ours[key])
+            values = ours[key]
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(f"{where}['{key}'] must be a list, got {check.shown(values)}")
             if len(values) != count:
-                raise ValueError(f"state_dict['{_STATE_KEY}']['{key}'] has {len(values)} entries for "
-                                 f"{count} param groups")
-            out[key] = [_lr_number(f"state_dict['{_STATE_KEY}']['{key}'][{i}]", v) for i, v in enumerate(values)]
+                raise ValueError(f"{where}['{key}'] has {len(values)} entries for {count} param groups")
+            out[key] = [_lr_number(f"{where}['{key}'][{i}]", v) for i, v in enumerate(values)]
         return out
 
     # ---- the schedule
@@ -473,8 +626,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if isinstance(group, bool) or not isinstance(group, numbers.Integral) or not 0 <= group < self._count:
             raise ValueError(f"group must be a param group index in 0..{self._count - 1}, got {group!r}")
         groups = self._optimizer.param_groups
-        self._multipliers[group] = _lr_number(f"the multiplier for {_group_label(group, groups[group])}", value)
-        self._rebuild(_engine_step(self._binding))
+        multipliers = list(self._multipliers)
+        multipliers[group] = _lr_number(f"the multiplier for {_group_label(group, groups[group])}", value)
+        self._install(*self._prepare(_engine_step(self._binding), multipliers=multipliers))
+        self._multipliers[group] = multipliers[group]
 
     # ---- forwarding to the wrapped optimizer
     @property
