@@ -118,11 +118,12 @@ def integer(name: str, value: Any, minimum: int = 0, maximum: int | None = None)
     :class:`NotAnIntegerError`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise NotAnIntegerError(f"{name} must be an integer >= {minimum}, got {shown(value)}")
-    if value < minimum:
+    v = int(value)
+    if v < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {shown(value)}")
-    if maximum is not None and value > maximum:
+    if maximum is not None and v > maximum:
         raise ValueError(f"{name} must be an integer <= {_power(maximum)}, got {shown(value)}")
-    return int(value)
+    return v
 
 
 def _power(bound: int) -> str:
@@ -173,9 +174,12 @@ def choice(name: str, value: Any, options: Sequence[Any]) -> int:
 
 def items(name: str, values: Any) -> list[Any]:
     """The entries of a list-like argument (a list, a tuple, an array, any iterable but a string), as a list."""
-    if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
-        raise TypeError(f"{name} must be a list, got {shown(values)} ({type(values).__name__})")
-    return list(values)
+    try:
+        if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
+            raise TypeError
+        return list(values)
+    except TypeError:  # not iterable, or refuses to be iterated (a 0-d tensor or array)
+        raise TypeError(f"{name} must be a list, got {shown(values)} ({type(values).__name__})") from None
 
 
 def sorted_steps(name: str, values: Iterable[Any], *, strict: bool = False) -> list[float]:

@@ -569,10 +569,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if missing:
             raise ValueError(f"{where} lacks {missing}")
         version = ours["version"]
-        if isinstance(version, bool) or version != _STATE_VERSION:
+        if type(version) is not int or version != _STATE_VERSION:  # noqa: E721 - not a bool, not a tensor
             raise ValueError(f"{where}['version'] is {check.shown(version)}; this torchsched reads version "
                              f"{_STATE_VERSION} (saved by a newer torchsched, or not by torchsched)")
-        out = {"step": check.counter_step(f"{where}['step']", ours["step"])}
+        out: dict[str, Any] = {"step": check.counter_step(f"{where}['step']", ours["step"])}
         saved = ours.get("schedules")
         if saved is not None and not (isinstance(saved, (list, tuple)) and all(isinstance(x, str) for x in saved)):
             raise ValueError(f"{where}['schedules'] must be a list of strings, got {check.shown(saved)}")

@@ -315,8 +315,9 @@ def cyclic(base: float, max: float, step_up: float = 2000, step_down: float | No
 def interpolate(points: Mapping[float, float] | Sequence[tuple[float, float]], *, kind: str = "linear") -> Schedule:
     """Through ``(step, value)`` points, linearly or by half cosines; flat before the first and after the last."""
     if isinstance(points, Mapping):
-        items = [(check.real(f"points (step {t!r})", t), v) for t, v in points.items()]
-        items.sort(key=lambda p: p[0])
+        for t in points:
+            check.real(f"points (step {check.shown(t)})", t)
+        items = sorted(points.items(), key=lambda p: float(p[0]))
     else:
         items = [_pair(f"points[{i}]", p) for i, p in enumerate(check.items("points", points))]
     if not items:
@@ -338,6 +339,8 @@ def one_cycle(total_steps: int, *, max: float = 1.0, pct_start: float = 0.3, div
     peak = check.non_negative("max", max)
     initial = peak / check.positive("div_factor", div_factor)
     minimum = initial / check.positive("final_div_factor", final_div_factor)
+    if not math.isfinite(initial):
+        raise ValueError(f"max / div_factor overflows: max={max!r}, div_factor={div_factor!r}")
     kind = ["cosine", "linear"][check.choice("anneal", anneal, ["cos", "linear"])]
     if three_phase:
         pts = [(0.0, initial), (pct * total - 1, peak), (2 * pct * total - 2, initial), (total - 1, minimum)]
