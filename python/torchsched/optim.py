@@ -43,6 +43,7 @@ import math
 import numbers
 import warnings
 from functools import partial
+from itertools import repeat
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -414,7 +415,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         d = self.__dict__
         d["_binding"] = binding
         d["_guard"] = guard
-        d["_proven"] = 0  # advances proven safe from the engine's step on (see _prove_ahead)
+        d["_tickets"] = repeat(None, 0)  # one per advance proven safe from the engine's step on (_prove_ahead)
         d["_advance"] = binding.advancer(groups)
         d["_groups"] = groups
         d["_count"] = len(groups)
@@ -423,9 +424,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         """(Re)makes the engine for the current groups at ``step`` and installs the LRs into the groups."""
         self._install(*self._prepare(step))
 
-    def _prove_ahead(self) -> int:
-        """How many further advances are proven to store finite LRs (at least 1); raises, before anything
-        changes, at the step limit or when the very next advance would store a non-finite LR."""
+    def _prove_ahead(self) -> None:
+        """Proves the next advances (at least one) store finite LRs and hands out one ticket per advance,
+        the one being taken included; raises, before anything changes, at the step limit or when the very
+        next advance would store a non-finite LR."""
         step = _engine_step(self._binding)
         if step >= check.STEP_LIMIT:
             raise OverflowError(f"step(): the schedule is at step {step}, the step limit (2**62); it cannot "
@@ -434,8 +436,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             proven = self._guard.check(step + 1, min(GUARD_WINDOW, check.STEP_LIMIT - step))
         except ValueError as e:
             raise ValueError(f"step(): {e}; the optimizer was not stepped and the LRs stay") from None
-        self.__dict__["_proven"] = proven
-        return proven
+        self.__dict__["_tickets"] = repeat(None, proven - 1)
 
     def _resync(self, groups: list[dict[str, Any]]) -> None:
         """The wrapped optimizer's groups changed behind the wrapper (its own ``add_param_group`` or
@@ -464,17 +465,16 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         groups = opt.param_groups
         if groups is not self._groups or len(groups) != self._count:
             self._resync(groups)
-        d = self.__dict__
-        proven = d["_proven"]
-        if proven <= 0:
-            proven = self._prove_ahead()  # raises before the optimizer's update: nothing changes
+        try:  # one ticket per proven advance: a counter that costs one C call per step
+            next(self._tickets)
+        except StopIteration:
+            self._prove_ahead()  # raises before the optimizer's update: nothing changes
         loss = opt.step() if closure is None else opt.step(closure)
         found_inf = opt.__dict__.get("found_inf")  # set by GradScaler around this call
         if found_inf is None:
             self._advance()
         else:
-            self._binding.advance(groups, found_inf)
-        d["_proven"] = proven - 1  # a skipped advance spends one too: the count only has to be a lower bound
+            self._binding.advance(groups, found_inf)  # a skipped advance spends its ticket: tickets are a lower bound
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
