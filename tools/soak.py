@@ -62,8 +62,9 @@ def measure(name: str, iterations: int, body: Callable[[int], None]) -> bool:
     rss_growth, heap_growth = rss1 - rss0, heap1 - heap0
     ok = rss_growth <= RSS_ALLOWANCE and heap_growth <= HEAP_ALLOWANCE
     mib = 2**20
-    print(f"{name:<10} {iterations:>9,} iterations in {elapsed:7.1f} s | RSS {rss0 / mib:8.1f} -> {rss1 / mib:8.1f} MiB "
-          f"({rss_growth / mib:+.2f}, allowed +{RSS_ALLOWANCE / mib:.0f}) | traced heap {heap0 / 1024:8.1f} -> "
+    print(f"{name:<10} {iterations:>9,} iterations in {elapsed:7.1f} s | RSS {rss0 / mib:8.1f} -> "
+          f"{rss1 / mib:8.1f} MiB ({rss_growth / mib:+.2f}, allowed +{RSS_ALLOWANCE / mib:.0f}) | traced heap "
+          f"{heap0 / 1024:8.1f} -> "
           f"{heap1 / 1024:8.1f} KiB ({heap_growth / 1024:+.1f}, allowed +{HEAP_ALLOWANCE / 1024:.0f}; peak "
           f"{heap_peak / 1024:.1f}) | {'ok' if ok else 'GROWS'}", flush=True)
     return ok

@@ -21,7 +21,7 @@ else 1.
 
 Invariants, each kept in one place here:
 
-- **No computed non-finite LR is ever stored** into a param group or an LR tensor (:class:`_LrGuard`). The
+- **No computed non-finite LR is ever stored** into a param group or an LR tensor (:class:`LrGuard`). The
   guard proves, on the host and a window of steps ahead, that every group's next LRs are finite and fit
   the LR dtype (float32 tensors overflow past 3.4e38). A :meth:`ScheduledOptimizer.step` whose advance would
   store a non-finite LR raises ``ValueError`` naming the group and the step *before* the wrapped optimizer
@@ -39,22 +39,20 @@ Invariants, each kept in one place here:
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
-from functools import partial
 from itertools import repeat
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from . import _validate as check
-from ._engine import Engine, buffer_pointer
-from ._program import compile_many
+from ._engine import LR_LIMIT_FLOAT32, LR_LIMIT_FLOAT64, Engine, HostBinding, LrGuard
 from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
+
+_HostBinding = HostBinding  # the name other modules' docs give the host binding
 
 #: The param-group key :func:`wrap` reads a group's LR multiplier from (set by :func:`torchsched.param_groups`).
 MULTIPLIER_KEY = "lr_multiplier"
@@ -93,131 +91,6 @@ def _lr_number(name: str, value: Any) -> float:
     return check.non_negative(name, check.scalar(name, value))
 
 
-# ---- the finite-LR guard --------------------------------------------------------------------------
-
-#: Steps the guard proves at once; the proof of a window costs about as much as that many core steps
-#: of one group, i.e. nothing measurable per step.
-GUARD_WINDOW = 1024
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-_FLOAT64_MAX = float(np.finfo(np.float64).max)  # "<= limit" then also refuses inf and NaN
-
-
-class _LrGuard:
-    """Proves on the host, before the engine stores them, that every group's LRs are finite and fit the
-    destination's dtype: ``base_lr * multiplier * schedule(t)``, evaluated as the core evaluates it.
-
-    ``check(first, count)`` proves steps ``first .. first + count - 1`` in one batched evaluation per
-    distinct schedule, halving the window where a bound fails; it returns how many steps from ``first`` on
-    are proven (at least 1) and raises ``ValueError`` naming the group and the step when step ``first``
-    itself would store a non-finite LR.
-    """
-
-    def __init__(self, schedules: Sequence[Schedule], scales: Sequence[float], limits: Sequence[float],
-                 labels: Sequence[str]) -> None:
-        self._schedules = list(schedules)
-        self._program, roots = compile_many(self._schedules)
-        self._roots = [int(r) for r in roots]
-        self._scales = [float(x) for x in scales]
-        self._limits = list(limits)
-        self._labels = list(labels)
-        bound: dict[int, tuple[float, float]] = {}  # root -> (largest scale, smallest limit) of its groups
-        for root, scale, limit in zip(self._roots, self._scales, self._limits):
-            big, small = bound.get(root, (0.0, _FLOAT64_MAX))
-            bound[root] = (max(big, abs(scale)), min(small, limit))
-        self._bounds = list(bound.items())
-
-    def check(self, first: int, count: int) -> int:
-        n = count
-        while n > 1:
-            if self._window_holds(first, n):
-                return n
-            n //= 2
-        self._exact(first)
-        return 1
-
-    def _window_holds(self, first: int, n: int) -> bool:
-        for root, (scale, limit) in self._bounds:
-            try:
-                values = self._program.values_range(root, first, 1, n)
-            except ValueError:  # a non-finite value in the window
-                return False
-            if not float(np.max(np.abs(values))) * scale <= limit:
-                return False
-        return True
-
-    def _exact(self, step: int) -> None:
-        for g, (root, scale, limit) in enumerate(zip(self._roots, self._scales, self._limits)):
-            value = float(self._program.value(root, step))
-            lr = scale * value  # the core's product, in the same order
-            if not abs(lr) <= limit:
-                fits = " in float32 (the LR tensor's dtype)" if math.isfinite(lr) else ""
-                raise ValueError(f"the LR of {self._labels[g]} would not be finite{fits} at step {step}: "
-                                 f"base LR x multiplier {scale!r} x schedule {value!r} "
-                                 f"({check.shown(self._schedules[g], 80)})")
-
-
-# ---- engine bindings -----------------------------------------------------------------------------
-
-class _HostBinding:
-    """Groups driven by the host (CPU) core engine.
-
-    The interface every binding offers (the CUDA one included): ``engine`` (the :class:`Engine`),
-    ``install(groups)`` (puts the current LRs, and the LR tensors, into the group dicts without advancing),
-    ``advance(groups, found_inf)`` (one step for every group in one core call unless ``found_inf`` is
-    non-zero; returns whether it advanced), ``advancer(groups)`` (a no-argument callable doing the same
-    with no ``found_inf``), ``lrs()`` (host mirror, floats).
-    """
-
-    def __init__(self, engine: Engine, tensor_groups: Sequence[bool], dtype: torch.dtype) -> None:
-        self.engine = engine
-        self._core: Any = getattr(engine, "_core")  # the compiled engine: the hot path calls it directly
-        self._count = len(tensor_groups)
-        self._float_idx = [g for g, t in enumerate(tensor_groups) if not t]
-        self._mode = "dicts" if len(self._float_idx) == self._count else (
-            "tensors" if not self._float_idx else "mixed")
-        self.buffer: torch.Tensor | None = None
-        self.views: list[torch.Tensor | None] = [None] * self._count
-        if self._mode != "dicts":
-            # One buffer for all groups; each tensor-LR group gets its own 0-d view of it.
-            self.buffer = torch.zeros(self._count, dtype=dtype)
-            self._ptr, self._code = buffer_pointer(self.buffer, self._count, name="LR buffer")
-            self.views = [self.buffer[g] if t else None for g, t in enumerate(tensor_groups)]
-
-    def install(self, groups: list[dict[str, Any]]) -> None:
-        if self._mode == "dicts":
-            self._core.write_dicts(groups, "lr")
-            return
-        self._core.write(self._ptr, self._code, self._count)
-        lrs = self._core.lrs()
-        for g, view in enumerate(self.views):
-            groups[g]["lr"] = view if view is not None else lrs[g]
-
-    def advance(self, groups: list[dict[str, Any]], found_inf: Any = None) -> bool:
-        if found_inf is not None and bool(found_inf):  # CPU GradScaler: a 0-d CPU tensor, no device sync
-            return False
-        self.advancer(groups)()
-        return True
-
-    def advancer(self, groups: list[dict[str, Any]]) -> Callable[[], None]:
-        """A no-argument callable that advances every group in one core call (the wrapper's hot path: it
-        is bound once per group list, so a step pays one call and no argument checks)."""
-        if self._mode == "dicts":
-            return partial(self._core.advance_dicts, groups, "lr")
-        if self._mode == "tensors":
-            return partial(self._core.advance, self._ptr, self._code, self._count)
-        core, ptr, code, count, float_idx = self._core, self._ptr, self._code, self._count, self._float_idx
-
-        def mixed() -> None:
-            core.advance(ptr, code, count)
-            lrs = core.lrs()
-            for g in float_idx:
-                groups[g]["lr"] = lrs[g]
-        return mixed
-
-    def lrs(self) -> list[float]:
-        return self._core.lrs()
-
-
 def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multipliers: Sequence[float], *,
                  step: int, tensor_groups: Sequence[bool], devices: Sequence[torch.device],
                  dtype: torch.dtype) -> Any:
@@ -235,7 +108,7 @@ def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multi
         raise NotImplementedError(f"tensor LRs on {other[0]} are not supported (CPU and CUDA are)")
     if not cuda:
         engine = Engine(list(schedules), list(base_lrs), list(multipliers), step=step)
-        return _HostBinding(engine, tensor_groups, dtype)
+        return HostBinding(engine, tensor_groups, dtype)
     cpu = [g for g, (t, d) in enumerate(zip(tensor_groups, devices)) if t and d.type == "cpu"]
     if len(cuda) > 1 or cpu:
         raise ValueError(f"tensor-LR param groups span {cuda + ['cpu'] * bool(cpu)}: one engine drives one device; "
@@ -393,29 +266,29 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             del lst[count:]
 
     def _prepare(self, step: int, base_lrs: Sequence[float] | None = None,
-                 multipliers: Sequence[float] | None = None) -> tuple[Any, _LrGuard]:
+                 multipliers: Sequence[float] | None = None) -> tuple[Any, LrGuard]:
         """A new engine binding for the current groups at ``step`` and its guard, changing nothing yet:
         raises (nothing changed) when ``step`` would store a non-finite LR."""
         base = self._base_lrs if base_lrs is None else base_lrs
         mult = self._multipliers if multipliers is None else multipliers
         groups = self._optimizer.param_groups
-        tensor_limit = _FLOAT32_MAX if self._dtype == torch.float32 else _FLOAT64_MAX
-        guard = _LrGuard(self._schedules, [b * m for b, m in zip(base, mult)],
-                         [tensor_limit if t else _FLOAT64_MAX for t in self._tensor_groups],
+        tensor_limit = LR_LIMIT_FLOAT32 if self._dtype == torch.float32 else LR_LIMIT_FLOAT64
+        guard = LrGuard(self._schedules, [b * m for b, m in zip(base, mult)],
+                         [tensor_limit if t else LR_LIMIT_FLOAT64 for t in self._tensor_groups],
                          [_group_label(i, groups[i] if i < len(groups) else {}) for i in range(len(base))])
         guard.check(step, 1)
         binding = _make_engine(self._schedules, base, mult, step=step, tensor_groups=self._tensor_groups,
                                devices=self._devices, dtype=self._dtype)
         return binding, guard
 
-    def _install(self, binding: Any, guard: _LrGuard) -> None:
+    def _install(self, binding: Any, guard: LrGuard) -> None:
         """Puts ``binding``'s LRs into the groups and makes it the wrapper's engine."""
         groups = self._optimizer.param_groups
         binding.install(groups)
         d = self.__dict__
         d["_binding"] = binding
         d["_guard"] = guard
-        d["_tickets"] = repeat(None, 0)  # one per advance proven safe from the engine's step on (_prove_ahead)
+        d["_tickets"] = repeat(True, 0)  # one per advance proven safe from the engine's step on (_prove_ahead)
         d["_advance"] = binding.advancer(groups)
         d["_groups"] = groups
         d["_count"] = len(groups)
@@ -433,10 +306,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             raise OverflowError(f"step(): the schedule is at step {step}, the step limit (2**62); it cannot "
                                 "advance, and the optimizer was not stepped")
         try:
-            proven = self._guard.check(step + 1, min(GUARD_WINDOW, check.STEP_LIMIT - step))
+            proven = self._guard.check(step + 1, min(LrGuard.WINDOW, check.STEP_LIMIT - step))
         except ValueError as e:
             raise ValueError(f"step(): {e}; the optimizer was not stepped and the LRs stay") from None
-        self.__dict__["_tickets"] = repeat(None, proven - 1)
+        self.__dict__["_tickets"] = repeat(True, proven - 1)
 
     def _resync(self, groups: list[dict[str, Any]]) -> None:
         """The wrapped optimizer's groups changed behind the wrapper (its own ``add_param_group`` or
@@ -465,9 +338,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         groups = opt.param_groups
         if groups is not self._groups or len(groups) != self._count:
             self._resync(groups)
-        try:  # one ticket per proven advance: a counter that costs one C call per step
-            next(self._tickets)
-        except StopIteration:
+        if not next(self._tickets, False):  # one ticket per proven advance: a counter in one C call
             self._prove_ahead()  # raises before the optimizer's update: nothing changes
         loss = opt.step() if closure is None else opt.step(closure)
         found_inf = opt.__dict__.get("found_inf")  # set by GradScaler around this call
