@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from torchsched import _core, spec
+from torchsched._engine import Engine
 from torchsched import schedules as S
 from torchsched.cli import main
 from torchsched.optim import wrap
@@ -164,6 +165,15 @@ def test_the_step_counter_stops_at_its_limit_before_anything_changes() -> None:
     for bad in (STEP_LIMIT + 1, 2**63 - 1):
         raises_clean(lambda: w.load_state_dict(_with_step(w, bad)), "['step']")
     assert w.last_step == STEP_LIMIT
+
+
+def test_an_engine_counter_is_set_at_most_to_the_step_limit() -> None:
+    engine = Engine(S.constant(1.0), [0.1], step=STEP_LIMIT)
+    assert engine.step == STEP_LIMIT
+    raises_clean(lambda: Engine(S.constant(1.0), [0.1], step=STEP_LIMIT + 1), "step", "2**62")
+    with pytest.raises(ValueError, match="2\\*\\*62"):
+        engine.step = 2**63 - 1
+    assert engine.step == STEP_LIMIT
 
 
 # ---- items 1 and 2: no non-finite LR is ever stored ---------------------------------------------------

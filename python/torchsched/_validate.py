@@ -2,7 +2,8 @@
 
 A check takes the argument's name first and its value second, returns the value in the form the caller
 needs (a float, an int, a list, an array) and otherwise raises with a message that names the argument and
-the value: ``"{name} must be <rule>, got {value!r}"``. A value of the wrong kind raises ``TypeError``, a value
+the value: ``"{name} must be <rule>, got {value!r}"`` (shortened by :func:`shown`: a message never fails on,
+or drowns in, the value it reports). A value of the wrong kind raises ``TypeError``, a value
 of the right kind that breaks the rule ``ValueError``. So the same bad argument reads the same wherever it
 is passed: a schedules builder, ``wrap()``, the spec parser and the command line, the engines,
 ``param_groups`` and ``find_lr``.
