@@ -301,7 +301,9 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         """Proves the next advances (at least one) store finite LRs and hands out one ticket per advance,
         the one being taken included; raises, before anything changes, at the step limit or when the very
         next advance would store a non-finite LR."""
-        step = _engine_step(self._binding)
+        # the host's step, never a sync: a CUDA engine's may run ahead of the device (skipped steps), never
+        # behind it, and every step up to it was proven on the way, so the proof stays sound
+        step = int(self._binding.engine.step)
         if step >= check.STEP_LIMIT:
             raise OverflowError(f"step(): the schedule is at step {step}, the step limit (2**62); it cannot "
                                 "advance, and the optimizer was not stepped")
@@ -345,7 +347,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if found_inf is None:
             self._advance()
         else:
-            self._binding.advance(groups, found_inf)  # a skipped advance spends its ticket: tickets are a lower bound
+            self._binding.advance(groups, found_inf)  # a skipped advance spends its ticket: a lower bound
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
