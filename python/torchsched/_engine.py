@@ -1,4 +1,5 @@
-"""Binds G param groups to a core engine: programs, per-group scale, buffers and the host mirror.
+"""Binds G param groups to a core engine: programs, per-group scale, buffers and the host mirror; the host
+binding wrap() drives, and the guard that keeps every LR it stores finite.
 
 The Python layer checks every buffer (device, dtype, size, contiguity) before its address reaches the
 core, and keeps the owning objects alive for as long as the core may write to them.
@@ -6,7 +7,9 @@ core, and keeps the owning objects alive for as long as the core may write to th
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import math
+from functools import partial
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,12 +55,16 @@ def buffer_pointer(out: Any, count: int, *, name: str = "out") -> tuple[int, int
 
 
 def step_count(value: Any, what: str = "step") -> int:
-    """:func:`torchsched._validate.step_count` with the value first, the order the CUDA engine calls it in."""
-    return check.step_count(what, value)
+    """:func:`torchsched._validate.counter_step` (a step counter's value, at most 2**62) with the value
+    first, the order the CUDA engine calls it in."""
+    return check.counter_step(what, value)
 
 
 class Engine:
     """G groups on the host: an int64 step and per-group base LR, multiplier and schedule.
+
+    The step is set (at construction, or through :attr:`step`) to at most 2**62, the step policy of
+    :data:`torchsched._validate.STEP_LIMIT`, so :meth:`advance` cannot run it past int64.
 
     ``LR_g(t) = base_lrs[g] * multipliers[g] * schedule_g(t)``. After construction the step is 0;
     :meth:`advance` moves to the next step and writes all G LRs in one core call.
@@ -78,7 +85,7 @@ class Engine:
             for i, s in enumerate(scheds):
                 check.schedule(f"schedules[{i}]", s)
         mult = [1.0] * groups if multipliers is None else check.non_negative_list("multipliers", multipliers, groups)
-        step = check.step_count("step", step)
+        step = check.counter_step("step", step)
         self.schedules = scheds
         self.base_lrs: list[float] = base
         self.multipliers: list[float] = mult
@@ -97,7 +104,7 @@ class Engine:
 
     @step.setter
     def step(self, value: int) -> None:
-        self._core.step = check.step_count("step", value)
+        self._core.step = check.counter_step("step", value)
         self._core.write(0, FLOAT64, 0)
 
     def bind(self, out: Any) -> Any:
@@ -146,3 +153,129 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"Engine(groups={self.groups}, step={self.step})"
+
+
+# ---- the finite-LR guard (wrap()'s invariant) ------------------------------------------------
+
+LR_LIMIT_FLOAT32 = float(np.finfo(np.float32).max)
+LR_LIMIT_FLOAT64 = float(np.finfo(np.float64).max)  # "<= limit" then also refuses inf and NaN
+
+
+class LrGuard:
+    """Proves on the host, before the engine stores them, that every group's LRs are finite and fit the
+    destination's dtype: ``base_lr * multiplier * schedule(t)``, evaluated as the core evaluates it.
+
+    ``check(first, count)`` proves steps ``first .. first + count - 1`` in one batched evaluation per
+    distinct schedule, halving the window where a bound fails; it returns how many steps from ``first`` on
+    are proven (at least 1) and raises ``ValueError`` naming the group and the step when step ``first``
+    itself would store a non-finite LR.
+    """
+
+    #: Steps proven at once: the proof of a window costs about as much as that many core steps of one
+    #: group, nothing measurable per step.
+    WINDOW = 1024
+
+    def __init__(self, schedules: Sequence[Any], scales: Sequence[float], limits: Sequence[float],
+                 labels: Sequence[str]) -> None:
+        self._schedules = list(schedules)
+        self._program, roots = compile_many(self._schedules)
+        self._roots = [int(r) for r in roots]
+        self._scales = [float(x) for x in scales]
+        self._limits = list(limits)
+        self._labels = list(labels)
+        bound: dict[int, tuple[float, float]] = {}  # root -> (largest scale, smallest limit) of its groups
+        for root, scale, limit in zip(self._roots, self._scales, self._limits):
+            big, small = bound.get(root, (0.0, LR_LIMIT_FLOAT64))
+            bound[root] = (max(big, abs(scale)), min(small, limit))
+        self._bounds = list(bound.items())
+
+    def check(self, first: int, count: int) -> int:
+        n = count
+        while n > 1:
+            if self._window_holds(first, n):
+                return n
+            n //= 2
+        self._exact(first)
+        return 1
+
+    def _window_holds(self, first: int, n: int) -> bool:
+        for root, (scale, limit) in self._bounds:
+            try:
+                values = self._program.values_range(root, first, 1, n)
+            except ValueError:  # a non-finite value in the window
+                return False
+            if not float(np.max(np.abs(values))) * scale <= limit:
+                return False
+        return True
+
+    def _exact(self, step: int) -> None:
+        for g, (root, scale, limit) in enumerate(zip(self._roots, self._scales, self._limits)):
+            value = float(self._program.value(root, step))
+            lr = scale * value  # the core's product, in the same order
+            if not abs(lr) <= limit:
+                fits = " in float32 (the LR tensor's dtype)" if math.isfinite(lr) else ""
+                raise ValueError(f"the LR of {self._labels[g]} would not be finite{fits} at step {step}: "
+                                 f"base LR x multiplier {scale!r} x schedule {value!r} "
+                                 f"({check.shown(self._schedules[g], 80)})")
+
+
+# ---- engine bindings -----------------------------------------------------------------------------
+
+class HostBinding:
+    """Groups driven by the host (CPU) core engine.
+
+    The interface every binding offers (the CUDA one included): ``engine`` (the :class:`Engine`),
+    ``install(groups)`` (puts the current LRs, and the LR tensors, into the group dicts without advancing),
+    ``advance(groups, found_inf)`` (one step for every group in one core call unless ``found_inf`` is
+    non-zero; returns whether it advanced), ``advancer(groups)`` (a no-argument callable doing the same
+    with no ``found_inf``), ``lrs()`` (host mirror, floats).
+    """
+
+    def __init__(self, engine: Engine, tensor_groups: Sequence[bool], dtype: torch.dtype) -> None:
+        self.engine = engine
+        self._core: Any = getattr(engine, "_core")  # the compiled engine: the hot path calls it directly
+        self._count = len(tensor_groups)
+        self._float_idx = [g for g, t in enumerate(tensor_groups) if not t]
+        self._mode = "dicts" if len(self._float_idx) == self._count else (
+            "tensors" if not self._float_idx else "mixed")
+        self.buffer: torch.Tensor | None = None
+        self.views: list[torch.Tensor | None] = [None] * self._count
+        if self._mode != "dicts":
+            # One buffer for all groups; each tensor-LR group gets its own 0-d view of it.
+            self.buffer = torch.zeros(self._count, dtype=dtype)
+            self._ptr, self._code = buffer_pointer(self.buffer, self._count, name="LR buffer")
+            self.views = [self.buffer[g] if t else None for g, t in enumerate(tensor_groups)]
+
+    def install(self, groups: list[dict[str, Any]]) -> None:
+        if self._mode == "dicts":
+            self._core.write_dicts(groups, "lr")
+            return
+        self._core.write(self._ptr, self._code, self._count)
+        lrs = self._core.lrs()
+        for g, view in enumerate(self.views):
+            groups[g]["lr"] = view if view is not None else lrs[g]
+
+    def advance(self, groups: list[dict[str, Any]], found_inf: Any = None) -> bool:
+        if found_inf is not None and bool(found_inf):  # CPU GradScaler: a 0-d CPU tensor, no device sync
+            return False
+        self.advancer(groups)()
+        return True
+
+    def advancer(self, groups: list[dict[str, Any]]) -> Callable[[], None]:
+        """A no-argument callable that advances every group in one core call (the wrapper's hot path: it
+        is bound once per group list, so a step pays one call and no argument checks)."""
+        if self._mode == "dicts":
+            return partial(self._core.advance_dicts, groups, "lr")
+        if self._mode == "tensors":
+            return partial(self._core.advance, self._ptr, self._code, self._count)
+        core, ptr, code, count, float_idx = self._core, self._ptr, self._code, self._count, self._float_idx
+
+        def mixed() -> None:
+            core.advance(ptr, code, count)
+            lrs = core.lrs()
+            for g in float_idx:
+                groups[g]["lr"] = lrs[g]
+        return mixed
+
+    def lrs(self) -> list[float]:
+        return self._core.lrs()

@@ -2,7 +2,8 @@
 
 A check takes the argument's name first and its value second, returns the value in the form the caller
 needs (a float, an int, a list, an array) and otherwise raises with a message that names the argument and
-the value: ``"{name} must be <rule>, got {value!r}"``. A value of the wrong kind raises ``TypeError``, a value
+the value: ``"{name} must be <rule>, got {value!r}"`` (shortened by :func:`shown`: a message never fails on,
+or drowns in, the value it reports). A value of the wrong kind raises ``TypeError``, a value
 of the right kind that breaks the rule ``ValueError``. So the same bad argument reads the same wherever it
 is passed: a schedules builder, ``wrap()``, the spec parser and the command line, the engines,
 ``param_groups`` and ``find_lr``.
@@ -25,12 +26,18 @@ import torch
 
 __all__ = [
     "Emitter", "NotAnIntegerError", "real", "non_negative", "positive", "greater_than", "in_interval", "integer",
-    "step_count", "choice", "sorted_steps", "non_negative_list", "step_array", "step_range", "scalar",
-    "is_schedule", "schedule",
+    "step_count", "counter_step", "choice", "items", "sorted_steps", "non_negative_list", "step_array", "step_range",
+    "scalar", "is_schedule", "schedule", "shown", "MAX_STEP", "STEP_LIMIT",
 ]
 
-#: The last step an int64 step counter holds.
+#: The last step a schedule can be evaluated at: what an int64 holds.
 MAX_STEP = 2**63 - 1
+
+#: The step policy. A step counter (``wrap()``'s, an engine's) holds steps in ``[0, STEP_LIMIT]``: a counter
+#: set past it is refused, and ``wrap()``'s ``step()`` at it raises ``OverflowError`` before anything changes.
+#: No counter can therefore wrap around int64 (from 2**62, reaching 2**63 takes 2**62 more steps), so the
+#: per-step hot paths need no check of their own. Schedules themselves evaluate at any step up to MAX_STEP.
+STEP_LIMIT = 2**62
 
 _T = TypeVar("_T")
 
@@ -50,13 +57,29 @@ class Emitter(Protocol):
 
 # ---- numbers -------------------------------------------------------------------------------------
 
+def shown(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` for a message, shortened: an integer too long to read (or to print: Python refuses
+    to turn one of more than 4300 digits into text) is shown by its size, any other long repr is cut."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) >= 10**20:
+        sign = "-" if value < 0 else ""
+        return f"{sign}2**{abs(int(value)).bit_length() - 1} or more"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a message must never fail on the value it reports
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def real(name: str, value: Any) -> float:
     """A finite real number (not a bool), as a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-    v = float(value)
+        raise TypeError(f"{name} must be a real number, got {shown(value)} ({type(value).__name__})")
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond float's range
+        v = math.inf
     if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {shown(value)}")
     return v
 
 
@@ -64,7 +87,7 @@ def non_negative(name: str, value: Any) -> float:
     """A finite real number >= 0."""
     v = real(name, value)
     if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ValueError(f"{name} must be >= 0, got {shown(value)}")
     return v
 
 
@@ -72,7 +95,7 @@ def greater_than(name: str, value: Any, bound: float) -> float:
     """A finite real number > ``bound``."""
     v = real(name, value)
     if not v > bound:
-        raise ValueError(f"{name} must be > {bound:g}, got {value!r}")
+        raise ValueError(f"{name} must be > {bound:g}, got {shown(value)}")
     return v
 
 
@@ -87,24 +110,44 @@ def in_interval(name: str, value: Any, low: float, high: float, *, low_open: boo
     v = real(name, value)
     if (v <= low if low_open else v < low) or (v >= high if high_open else v > high):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be in {interval}, got {shown(value)}")
     return v
 
 
-def integer(name: str, value: Any, minimum: int = 0) -> int:
-    """An integer (not a bool) >= ``minimum``, as an int; a non-integer raises :class:`NotAnIntegerError`."""
+def integer(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer (not a bool) >= ``minimum`` (and <= ``maximum``), as an int; a non-integer raises
+    :class:`NotAnIntegerError`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise NotAnIntegerError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+        raise NotAnIntegerError(f"{name} must be an integer >= {minimum}, got {shown(value)}")
+    v = int(value)
+    if v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {shown(value)}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be an integer <= {_power(maximum)}, got {shown(value)}")
+    return v
+
+
+def _power(bound: int) -> str:
+    """2**62 rather than 4611686018427387904 in a message."""
+    for k in (62, 63):
+        if bound in (2**k, 2**k - 1):
+            return f"2**{k}" if bound == 2**k else f"2**{k} - 1"
+    return str(bound)
 
 
 def step_count(name: str, value: Any) -> int:
-    """A step of a schedule: an integer in ``[0, 2**63)``, what the core's int64 counter holds."""
+    """A step to evaluate a schedule at: an integer in ``[0, 2**63)``, what the core's int64 holds."""
     v = integer(name, value, 0)
     if v > MAX_STEP:
-        raise ValueError(f"{name} must be < 2**63, got {value!r}")
+        raise ValueError(f"{name} must be < 2**63, got {shown(value)}")
+    return v
+
+
+def counter_step(name: str, value: Any) -> int:
+    """The value of a step counter: an integer in ``[0, STEP_LIMIT]`` (the step policy, see STEP_LIMIT)."""
+    v = integer(name, value, 0)
+    if v > STEP_LIMIT:
+        raise ValueError(f"{name} must be <= 2**62 (the step limit), got {shown(value)}")
     return v
 
 
@@ -123,53 +166,82 @@ def scalar(name: str, value: Any) -> Any:
 
 def choice(name: str, value: Any, options: Sequence[Any]) -> int:
     """The position of ``value`` in ``options``."""
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
-    return list(options).index(value)
+    # compared by type and value: an array or a tensor has no truth value to test "in" with
+    for i, option in enumerate(options):
+        if type(option) is type(value) and option == value:
+            return i
+    raise ValueError(f"{name} must be one of {list(options)}, got {shown(value)}")
+
+
+def items(name: str, values: Any) -> list[Any]:
+    """The entries of a list-like argument (a list, a tuple, an array, any iterable but a string), as a list."""
+    try:
+        if isinstance(values, (str, bytes, dict)) or not isinstance(values, Iterable):
+            raise TypeError
+        return list(values)
+    except TypeError:  # not iterable, or refuses to be iterated (a 0-d tensor or array)
+        raise TypeError(f"{name} must be a list, got {shown(values)} ({type(values).__name__})") from None
 
 
 def sorted_steps(name: str, values: Iterable[Any], *, strict: bool = False) -> list[float]:
     """Steps >= 0 in ascending order (``strict``: and distinct), as floats."""
-    given = list(values)
+    given = items(name, values)
     out = [non_negative(f"{name}[{i}]", v) for i, v in enumerate(given)]
     for i in range(1, len(out)):
         if out[i] < out[i - 1] or (strict and out[i] == out[i - 1]):
-            raise ValueError(f"{name} must be sorted{' and distinct' if strict else ''}, got {given!r}")
+            raise ValueError(f"{name} must be sorted{' and distinct' if strict else ''}, got {shown(given)}")
     return out
 
 
 def non_negative_list(name: str, values: Iterable[Any], count: int | None = None) -> list[float]:
     """Finite reals >= 0, one per group when ``count`` is given, as floats."""
-    out = [non_negative(f"{name}[{i}]", v) for i, v in enumerate(values)]
+    out = [non_negative(f"{name}[{i}]", v) for i, v in enumerate(items(name, values))]
     if count is not None and len(out) != count:
         raise ValueError(f"{name} has {len(out)} entries for {count} groups")
     return out
 
 
 def step_range(name: str, steps: range) -> range:
-    """A range of steps with a positive stride, all in ``[0, 2**63)``."""
-    if steps and steps.start < 0:
-        raise ValueError(f"{name} must be >= 0, got {steps.start}")
-    if steps and steps[-1] > MAX_STEP:
-        raise ValueError(f"{name} must be < 2**63, got {steps[-1]}")
+    """A range of steps, all in ``[0, 2**63)``."""
+    if steps:
+        low, high = min(steps[0], steps[-1]), max(steps[0], steps[-1])
+        if low < 0:
+            raise ValueError(f"{name} must be >= 0, got {shown(low)}")
+        if high > MAX_STEP:
+            raise ValueError(f"{name} must be < 2**63, got {shown(high)}")
     return steps
 
 
 def step_array(name: str, steps: Any) -> np.ndarray:
-    """Steps >= 0 (a range, a sequence or an array of integers, or of whole floats) as a flat int64 array."""
+    """Steps in ``[0, 2**63)`` (a range, a sequence or an array of integers, or of whole floats) as a flat
+    int64 array. Out-of-range values are refused before any cast, so none wraps around or warns."""
     if isinstance(steps, range):
-        arr = np.arange(steps.start, steps.stop, steps.step, dtype=np.int64)
-    else:
+        return np.arange(steps.start, steps.stop, steps.step, dtype=np.int64) if step_range(name, steps) else \
+            np.zeros(0, dtype=np.int64)
+    if isinstance(steps, (str, bytes)) or (isinstance(steps, np.ndarray) and steps.dtype.kind in "SUb"):
+        raise TypeError(f"{name} must be integers, got {shown(steps)}")
+    try:
         raw = np.asarray(steps)
-        if raw.dtype.kind not in "iu" and raw.size:
-            if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw)):
-                raw = raw.astype(np.int64)
-            else:
-                raise TypeError(f"{name} must be integers, got dtype {raw.dtype}")
-        arr = np.ascontiguousarray(raw, dtype=np.int64).reshape(-1)
-    if arr.size and int(arr.min()) < 0:
-        raise ValueError(f"{name} must be >= 0, got {int(arr.min())}")
-    return arr
+    except (ValueError, TypeError):  # ragged nesting
+        raise TypeError(f"{name} must be a flat sequence of integers, got {shown(steps)}") from None
+    if raw.dtype == object:  # Python ints beyond int64, or mixed objects: check each one
+        flat = raw.reshape(-1).tolist()
+        for v in flat:
+            if isinstance(v, float) and math.isfinite(v) and v == math.floor(v):
+                v = int(v)
+            step_count(name, v)
+        raw = np.asarray([int(v) for v in flat], dtype=np.int64)
+    if raw.dtype.kind not in "iuf" and raw.size:
+        raise TypeError(f"{name} must be integers, got dtype {raw.dtype}")
+    if raw.size:
+        low, high = raw.min(), raw.max()
+        if raw.dtype.kind == "f" and not (np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw))):
+            raise TypeError(f"{name} must be integers, got dtype {raw.dtype} with a fractional or non-finite value")
+        if low < 0:
+            raise ValueError(f"{name} must be >= 0, got {shown(low.item())}")
+        if high > MAX_STEP or (raw.dtype.kind == "f" and high >= 2.0**63):
+            raise ValueError(f"{name} must be < 2**63, got {shown(high.item())}")
+    return np.ascontiguousarray(raw, dtype=np.int64).reshape(-1)
 
 
 # ---- schedules -----------------------------------------------------------------------------------
@@ -182,7 +254,7 @@ def is_schedule(value: Any) -> bool:
 def schedule(name: str, value: _T) -> _T:
     """A torchsched schedule (see :class:`Emitter`)."""
     if not is_schedule(value):
-        raise TypeError(f"{name} must be a torchsched schedule (torchsched.schedules), got {value!r}")
+        raise TypeError(f"{name} must be a torchsched schedule (torchsched.schedules), got {shown(value)}")
     return value
 
 

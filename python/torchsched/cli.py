@@ -35,10 +35,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)", self.prog)
 
 
-def _count_option(command: str, name: str, value: Any, minimum: int) -> int:
+def _count_option(command: str, name: str, value: Any, minimum: int, maximum: int = check.STEP_LIMIT) -> int:
     """An integer option of ``command``, checked as every count is; a bad one is a usage error (status 2)."""
     try:
-        return check.integer(name, value, minimum)
+        return check.integer(name, value, minimum, maximum)
+    except ValueError as e:
+        raise UsageError(str(e), f"{PROG} {command}") from None
+
+
+def _positive_option(command: str, name: str, value: Any) -> float:
+    """A real option > 0 of ``command`` (an LR); nan, inf and negatives are usage errors (status 2)."""
+    try:
+        return check.positive(name, value)
     except ValueError as e:
         raise UsageError(str(e), f"{PROG} {command}") from None
 
@@ -56,7 +64,8 @@ def _require_matplotlib() -> None:
 
 def _save(fig: Any, path: str, dpi: int = 110) -> None:
     try:
-        fig.savefig(path, dpi=dpi, format="png")
+        with np.errstate(all="ignore"):  # matplotlib's tick arithmetic overflows near float64's limit
+            fig.savefig(path, dpi=dpi, format="png")
     except OSError as e:
         raise RuntimeError(f"cannot write {path}: {e.strerror or e}") from None
 
@@ -108,8 +117,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     sched, options = _spec.resolve(args.spec)
     steps = args.steps if args.steps is not None else options.get("steps") or _default_steps(sched)
     steps = _count_option("plot", "--steps", steps, 2)
-    base = args.base_lr
-    rows, exact = _key_points(sched, steps)
+    base = _positive_option("plot", "--base-lr", args.base_lr)
+    grid = np.unique(np.linspace(0, steps - 1, min(steps, MAX_DRAW)).round().astype(np.int64))
+    try:  # a schedule that overflows in the range asked for is a bad spec for that range
+        rows, exact = _key_points(sched, steps)
+        vals = base * sched.values(grid)
+    except ValueError as e:
+        raise _spec.SpecError(str(e)) from None
     label = args.spec if not _spec.is_file_spec(args.spec) else f"{args.spec}"
     print(label)
     print(f"{steps} steps, lr = {_fmt(base)} x schedule" + ("" if exact else f" (max/min over {MAX_EVAL} samples)"))
@@ -120,8 +134,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     _require_matplotlib()
     from matplotlib.figure import Figure
 
-    grid = np.unique(np.linspace(0, steps - 1, min(steps, MAX_DRAW)).round().astype(np.int64))
-    vals = base * sched.values(grid)
     fig = Figure(figsize=(7.5, 4.0), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(grid, vals, lw=1.6)
@@ -176,6 +188,14 @@ def cmd_find_lr(args: argparse.Namespace) -> int:
     if not args.demo:
         raise UsageError("only --demo runs from the command line; in Python call "
                          "torchsched.find_lr(model, optimizer, criterion, loader, ...)", f"{PROG} find-lr")
+    command = "find-lr"
+    start = _positive_option(command, "--start-lr", args.start_lr)
+    if not start < _positive_option(command, "--end-lr", args.end_lr):
+        raise UsageError(f"--start-lr must be < --end-lr, got {args.start_lr!r} and {args.end_lr!r}",
+                         f"{PROG} {command}")
+    _count_option(command, "--num-iter", args.num_iter, 10)  # what find_lr needs for a curve
+    _count_option(command, "--check-every", args.check_every, 1)
+    _count_option(command, "--seed", args.seed, 0)
     from .lr_finder import find_lr
 
     import torch
@@ -360,7 +380,7 @@ GALLERY: list[tuple[str, str]] = [
 def cmd_gallery(args: argparse.Namespace) -> int:
     from . import spec as _spec
 
-    steps = _count_option("gallery", "--steps", args.steps, 2)
+    steps = _count_option("gallery", "--steps", args.steps, 2, MAX_EVAL)  # every step of every panel is drawn
     scheds = [(title, text, _spec.parse(text)) for title, text in GALLERY]
     marks = [0, steps // 4, steps // 2, (3 * steps) // 4, steps - 1]
     print(f"{'family':<24} {'spec':<55} " + " ".join(f"{'f(' + str(m) + ')':>9}" for m in marks))

@@ -18,22 +18,41 @@ LR of group g after k steps: ``group['lr'] (at wrap time) * multiplier_g * sched
 :func:`wrap` the groups hold ``schedule(0)`` (the torch convention). A group's multiplier comes from the
 ``multipliers=`` option, else from its ``'lr_multiplier'`` key (what :func:`torchsched.param_groups` sets),
 else 1.
+
+Invariants, each kept in one place here:
+
+- **No computed non-finite LR is ever stored** into a param group or an LR tensor (:class:`LrGuard`). The
+  guard proves, on the host and a window of steps ahead, that every group's next LRs are finite and fit
+  the LR dtype (float32 tensors overflow past 3.4e38). A :meth:`ScheduledOptimizer.step` whose advance would
+  store a non-finite LR raises ``ValueError`` naming the group and the step *before* the wrapped optimizer
+  steps: the params, the LRs and the step stay as they were. Construction, ``add_param_group``,
+  ``set_multiplier`` and ``load_state_dict`` refuse the same way. (The proof costs one batched evaluation
+  per window, nothing measurable per step; inside a replayed CUDA graph no Python runs, so there the device
+  kernel alone decides.)
+- **The step policy**: the step counter holds steps up to 2**62 (``_validate.STEP_LIMIT``), exactly; a
+  ``step()`` at 2**62 raises ``OverflowError`` before anything changes, and a state dict with a larger
+  step is refused.
+- **Every** :meth:`ScheduledOptimizer.load_state_dict` **is atomic**: it checks everything (its own entry,
+  its version, the group count, the LRs it will produce) and builds the new engine first; only then does it
+  load the wrapped optimizer, and it puts the optimizer back if that fails. A failed load changes nothing.
 """
 
 from __future__ import annotations
 
 import numbers
 import warnings
-from functools import partial
+from itertools import repeat
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from . import _validate as check
-from ._engine import Engine, buffer_pointer
+from ._engine import LR_LIMIT_FLOAT32, LR_LIMIT_FLOAT64, Engine, HostBinding, LrGuard
 from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
+
+_HostBinding = HostBinding  # the name other modules' docs give the host binding
 
 #: The param-group key :func:`wrap` reads a group's LR multiplier from (set by :func:`torchsched.param_groups`).
 MULTIPLIER_KEY = "lr_multiplier"
@@ -72,68 +91,6 @@ def _lr_number(name: str, value: Any) -> float:
     return check.non_negative(name, check.scalar(name, value))
 
 
-# ---- engine bindings -----------------------------------------------------------------------------
-
-class _HostBinding:
-    """Groups driven by the host (CPU) core engine.
-
-    The interface every binding offers (the CUDA one included): ``engine`` (the :class:`Engine`),
-    ``install(groups)`` (puts the current LRs, and the LR tensors, into the group dicts without advancing),
-    ``advance(groups, found_inf)`` (one step for every group in one core call unless ``found_inf`` is
-    non-zero; returns whether it advanced), ``advancer(groups)`` (a no-argument callable doing the same
-    with no ``found_inf``), ``lrs()`` (host mirror, floats).
-    """
-
-    def __init__(self, engine: Engine, tensor_groups: Sequence[bool], dtype: torch.dtype) -> None:
-        self.engine = engine
-        self._core: Any = getattr(engine, "_core")  # the compiled engine: the hot path calls it directly
-        self._count = len(tensor_groups)
-        self._float_idx = [g for g, t in enumerate(tensor_groups) if not t]
-        self._mode = "dicts" if len(self._float_idx) == self._count else (
-            "tensors" if not self._float_idx else "mixed")
-        self.buffer: torch.Tensor | None = None
-        self.views: list[torch.Tensor | None] = [None] * self._count
-        if self._mode != "dicts":
-            # One buffer for all groups; each tensor-LR group gets its own 0-d view of it.
-            self.buffer = torch.zeros(self._count, dtype=dtype)
-            self._ptr, self._code = buffer_pointer(self.buffer, self._count, name="LR buffer")
-            self.views = [self.buffer[g] if t else None for g, t in enumerate(tensor_groups)]
-
-    def install(self, groups: list[dict[str, Any]]) -> None:
-        if self._mode == "dicts":
-            self._core.write_dicts(groups, "lr")
-            return
-        self._core.write(self._ptr, self._code, self._count)
-        lrs = self._core.lrs()
-        for g, view in enumerate(self.views):
-            groups[g]["lr"] = view if view is not None else lrs[g]
-
-    def advance(self, groups: list[dict[str, Any]], found_inf: Any = None) -> bool:
-        if found_inf is not None and bool(found_inf):  # CPU GradScaler: a 0-d CPU tensor, no device sync
-            return False
-        self.advancer(groups)()
-        return True
-
-    def advancer(self, groups: list[dict[str, Any]]) -> Callable[[], None]:
-        """A no-argument callable that advances every group in one core call (the wrapper's hot path: it
-        is bound once per group list, so a step pays one call and no argument checks)."""
-        if self._mode == "dicts":
-            return partial(self._core.advance_dicts, groups, "lr")
-        if self._mode == "tensors":
-            return partial(self._core.advance, self._ptr, self._code, self._count)
-        core, ptr, code, count, float_idx = self._core, self._ptr, self._code, self._count, self._float_idx
-
-        def mixed() -> None:
-            core.advance(ptr, code, count)
-            lrs = core.lrs()
-            for g in float_idx:
-                groups[g]["lr"] = lrs[g]
-        return mixed
-
-    def lrs(self) -> list[float]:
-        return self._core.lrs()
-
-
 def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multipliers: Sequence[float], *,
                  step: int, tensor_groups: Sequence[bool], devices: Sequence[torch.device],
                  dtype: torch.dtype) -> Any:
@@ -151,7 +108,7 @@ def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multi
         raise NotImplementedError(f"tensor LRs on {other[0]} are not supported (CPU and CUDA are)")
     if not cuda:
         engine = Engine(list(schedules), list(base_lrs), list(multipliers), step=step)
-        return _HostBinding(engine, tensor_groups, dtype)
+        return HostBinding(engine, tensor_groups, dtype)
     cpu = [g for g, (t, d) in enumerate(zip(tensor_groups, devices)) if t and d.type == "cpu"]
     if len(cuda) > 1 or cpu:
         raise ValueError(f"tensor-LR param groups span {cuda + ['cpu'] * bool(cpu)}: one engine drives one device; "
@@ -308,17 +265,53 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         for lst in (self._schedules, self._base_lrs, self._multipliers, self._tensor_groups, self._devices):
             del lst[count:]
 
-    def _rebuild(self, step: int) -> None:
-        """(Re)makes the engine for the current groups at ``step`` and installs the LRs into the groups."""
-        binding = _make_engine(self._schedules, self._base_lrs, self._multipliers, step=step,
-                               tensor_groups=self._tensor_groups, devices=self._devices, dtype=self._dtype)
+    def _prepare(self, step: int, base_lrs: Sequence[float] | None = None,
+                 multipliers: Sequence[float] | None = None) -> tuple[Any, LrGuard]:
+        """A new engine binding for the current groups at ``step`` and its guard, changing nothing yet:
+        raises (nothing changed) when ``step`` would store a non-finite LR."""
+        base = self._base_lrs if base_lrs is None else base_lrs
+        mult = self._multipliers if multipliers is None else multipliers
+        groups = self._optimizer.param_groups
+        tensor_limit = LR_LIMIT_FLOAT32 if self._dtype == torch.float32 else LR_LIMIT_FLOAT64
+        guard = LrGuard(self._schedules, [b * m for b, m in zip(base, mult)],
+                         [tensor_limit if t else LR_LIMIT_FLOAT64 for t in self._tensor_groups],
+                         [_group_label(i, groups[i] if i < len(groups) else {}) for i in range(len(base))])
+        guard.check(step, 1)
+        binding = _make_engine(self._schedules, base, mult, step=step, tensor_groups=self._tensor_groups,
+                               devices=self._devices, dtype=self._dtype)
+        return binding, guard
+
+    def _install(self, binding: Any, guard: LrGuard) -> None:
+        """Puts ``binding``'s LRs into the groups and makes it the wrapper's engine."""
         groups = self._optimizer.param_groups
         binding.install(groups)
         d = self.__dict__
         d["_binding"] = binding
+        d["_guard"] = guard
+        d["_tickets"] = repeat(True, 0)  # one per advance proven safe from the engine's step on (_prove_ahead)
         d["_advance"] = binding.advancer(groups)
         d["_groups"] = groups
         d["_count"] = len(groups)
+
+    def _rebuild(self, step: int) -> None:
+        """(Re)makes the engine for the current groups at ``step`` and installs the LRs into the groups."""
+        self._install(*self._prepare(step))
+
+    def _prove_ahead(self) -> None:
+        """Proves the next advances (at least one) store finite LRs and hands out one ticket per advance,
+        the one being taken included; raises, before anything changes, at the step limit or when the very
+        next advance would store a non-finite LR."""
+        # the host's step, never a sync: a CUDA engine's may run ahead of the device (skipped steps), never
+        # behind it, and every step up to it was proven on the way, so the proof stays sound
+        step = int(self._binding.engine.step)
+        if step >= check.STEP_LIMIT:
+            raise OverflowError(f"step(): the schedule is at step {step}, the step limit (2**62); it cannot "
+                                "advance, and the optimizer was not stepped")
+        try:
+            proven = self._guard.check(step + 1, min(LrGuard.WINDOW, check.STEP_LIMIT - step))
+        except ValueError as e:
+            raise ValueError(f"step(): {e}; the optimizer was not stepped and the LRs stay") from None
+        self.__dict__["_tickets"] = repeat(True, proven - 1)
 
     def _resync(self, groups: list[dict[str, Any]]) -> None:
         """The wrapped optimizer's groups changed behind the wrapper (its own ``add_param_group`` or
@@ -347,12 +340,14 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         groups = opt.param_groups
         if groups is not self._groups or len(groups) != self._count:
             self._resync(groups)
+        if not next(self._tickets, False):  # one ticket per proven advance: a counter in one C call
+            self._prove_ahead()  # raises before the optimizer's update: nothing changes
         loss = opt.step() if closure is None else opt.step(closure)
         found_inf = opt.__dict__.get("found_inf")  # set by GradScaler around this call
         if found_inf is None:
             self._advance()
         else:
-            self._binding.advance(groups, found_inf)
+            self._binding.advance(groups, found_inf)  # a skipped advance spends its ticket: a lower bound
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -396,41 +391,72 @@ class ScheduledOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Loads the wrapped optimizer's state and the schedule's step, base LRs and multipliers, then puts
-        the LRs of that step into the groups. A plain torch optimizer state dict keeps the current step."""
+        the LRs of that step into the groups. A plain torch optimizer state dict keeps the current step.
+
+        Atomic: everything is checked, and the new engine built, before anything is loaded; if the wrapped
+        optimizer then refuses its part, it is put back as it was. A failed load changes nothing.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict must be a dict, got {type(state_dict).__name__}")
         sd = dict(state_dict)
         ours = sd.pop(_STATE_KEY, None)
         opt = self._optimizer
         if opt.param_groups is not self._groups or len(opt.param_groups) != self._count:
             self._resync(opt.param_groups)
+        saved_groups = sd.get("param_groups")
+        if not isinstance(saved_groups, list) or not all(isinstance(g, Mapping) for g in saved_groups):
+            raise ValueError(f"state_dict['param_groups'] must be a list of dicts, got {check.shown(saved_groups)}")
+        if len(saved_groups) != self._count:
+            raise ValueError(f"state_dict['param_groups'] has {len(saved_groups)} groups, the optimizer "
+                             f"{self._count}")
+        if not isinstance(sd.get("state"), Mapping):
+            raise ValueError(f"state_dict['state'] must be a dict, got {check.shown(sd.get('state'))}")
+        step, base, mult = _engine_step(self._binding), self._base_lrs, self._multipliers
         if ours is not None:
-            ours = self._check_state(ours, len(sd.get("param_groups", ())))
-        opt.load_state_dict(sd)  # checks the group count and sizes; replaces the group dicts
-        step = _engine_step(self._binding)
-        if ours is not None:
-            step = ours["step"]
-            self._base_lrs[:] = ours["base_lrs"]
-            self._multipliers[:] = ours["multipliers"]
-            saved = ours.get("schedules")
-            if saved is not None and list(saved) != [repr(s) for s in self._schedules]:
-                warnings.warn("the state dict was saved with different schedules; its step is loaded into "
-                              "the current ones", UserWarning, stacklevel=2)
-        self._rebuild(step)
+            ours = self._check_state(ours, self._count)
+            step, base, mult = ours["step"], ours["base_lrs"], ours["multipliers"]
+        try:
+            binding, guard = self._prepare(step, base, mult)
+        except ValueError as e:
+            raise ValueError(f"load_state_dict: {e}") from None
+        kept = opt.__dict__.get("state"), opt.__dict__.get("param_groups")
+        try:
+            opt.load_state_dict(sd)  # checks param counts and sizes; replaces the group dicts
+            self._install(binding, guard)
+        except BaseException:
+            opt.__dict__["state"], opt.__dict__["param_groups"] = kept
+            raise
+        self._base_lrs[:] = base
+        self._multipliers[:] = mult
+        saved = ours.get("schedules") if ours is not None else None
+        if saved is not None and list(saved) != [repr(s) for s in self._schedules]:
+            warnings.warn("the state dict was saved with different schedules; its step is loaded into "
+                          "the current ones", UserWarning, stacklevel=2)
 
     @staticmethod
     def _check_state(ours: Any, count: int) -> dict[str, Any]:
+        where = f"state_dict['{_STATE_KEY}']"
         if not isinstance(ours, Mapping):
-            raise TypeError(f"state_dict['{_STATE_KEY}'] must be a dict, got {type(ours).__name__}")
-        missing = [k for k in ("step", "base_lrs", "multipliers") if k not in ours]
+            raise TypeError(f"{where} must be a dict, got {type(ours).__name__}")
+        missing = [k for k in ("version", "step", "base_lrs", "multipliers") if k not in ours]
         if missing:
-            raise ValueError(f"state_dict['{_STATE_KEY}'] lacks {missing}")
-        out = {"step": check.step_count(f"state_dict['{_STATE_KEY}']['step']", ours["step"]),
-               "schedules": ours.get("schedules")}
+            raise ValueError(f"{where} lacks {missing}")
+        version = ours["version"]
+        if type(version) is not int or version != _STATE_VERSION:  # noqa: E721 - not a bool, not a tensor
+            raise ValueError(f"{where}['version'] is {check.shown(version)}; this torchsched reads version "
+                             f"{_STATE_VERSION} (saved by a newer torchsched, or not by torchsched)")
+        out: dict[str, Any] = {"step": check.counter_step(f"{where}['step']", ours["step"])}
+        saved = ours.get("schedules")
+        if saved is not None and not (isinstance(saved, (list, tuple)) and all(isinstance(x, str) for x in saved)):
+            raise ValueError(f"{where}['schedules'] must be a list of strings, got {check.shown(saved)}")
+        out["schedules"] = saved
         for key in ("base_lrs", "multipliers"):
-            values = list(ours[key])
+            values = ours[key]
+            if not isinstance(values, (list, tuple)):
+                raise ValueError(f"{where}['{key}'] must be a list, got {check.shown(values)}")
             if len(values) != count:
-                raise ValueError(f"state_dict['{_STATE_KEY}']['{key}'] has {len(values)} entries for "
-                                 f"{count} param groups")
-            out[key] = [_lr_number(f"state_dict['{_STATE_KEY}']['{key}'][{i}]", v) for i, v in enumerate(values)]
+                raise ValueError(f"{where}['{key}'] has {len(values)} entries for {count} param groups")
+            out[key] = [_lr_number(f"{where}['{key}'][{i}]", v) for i, v in enumerate(values)]
         return out
 
     # ---- the schedule
@@ -473,8 +499,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if isinstance(group, bool) or not isinstance(group, numbers.Integral) or not 0 <= group < self._count:
             raise ValueError(f"group must be a param group index in 0..{self._count - 1}, got {group!r}")
         groups = self._optimizer.param_groups
-        self._multipliers[group] = _lr_number(f"the multiplier for {_group_label(group, groups[group])}", value)
-        self._rebuild(_engine_step(self._binding))
+        multipliers = list(self._multipliers)
+        multipliers[group] = _lr_number(f"the multiplier for {_group_label(group, groups[group])}", value)
+        self._install(*self._prepare(_engine_step(self._binding), multipliers=multipliers))
+        self._multipliers[group] = multipliers[group]
 
     # ---- forwarding to the wrapped optimizer
     @property

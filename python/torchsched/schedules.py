@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import _validate as check
+from ._core import MAX_DEPTH
 from ._program import Builder, Code, compile_many
 
 __all__ = [
@@ -31,10 +32,17 @@ __all__ = [
 # ---- the spec ------------------------------------------------------------------------------------
 
 class Schedule:
-    """A learning-rate schedule: an immutable spec compiled once into a core program."""
+    """A learning-rate schedule: an immutable spec compiled once into a core program.
+
+    A schedule pickles and copies, evaluated or not: the compiled program is left out and made again on
+    first use. Its value is finite at every step or the evaluation raises ``ValueError`` naming the schedule
+    and the step, ``schedule(t)`` and ``schedule.values([t])`` alike.
+    """
 
     #: Steps after which the schedule has reached its final value, when it has one (used by ``>>``).
     duration: float | None = None
+    #: Nesting of clock-changing nodes (sequence, shift), what the core limits to ``_core.MAX_DEPTH``.
+    _depth: int = 0
 
     def __init__(self, name: str, args: Mapping[str, Any]) -> None:
         self._name = name
@@ -50,18 +58,39 @@ class Schedule:
             self._compiled = compile_many([self])[0]
         return self._compiled
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_compiled"] = None  # the core's program does not pickle; it is rebuilt on first use
+        return state
+
+    def _not_finite(self, detail: str) -> ValueError:
+        """The one message for a value that is not finite, whichever evaluation found it."""
+        label = repr(self)
+        label = label if len(label) <= 80 else f"{self._name}(...)"
+        return ValueError(f"{label}: {detail}")
+
     def __call__(self, step: int) -> float:
         """The value at ``step`` (an integer >= 0)."""
-        return float(self._program().value(0, check.step_count("step", step)))
+        t = check.step_count("step", step)
+        value = float(self._program().value(0, t))
+        if not math.isfinite(value):
+            # the words the core uses when values() meets the same step
+            raise self._not_finite(f"the schedule is not finite at step {t} (it overflows or divides by zero there)")
+        return value
 
     def values(self, steps: Any) -> np.ndarray:
         """Values at many steps (a ``range``, a sequence or an integer array) in one core call, float64."""
-        if isinstance(steps, range) and steps.step > 0:  # evaluated without a step array
-            if not steps:
-                return np.zeros(0, dtype=np.float64)
-            check.step_range("steps", steps)
-            return self._program().values_range(0, steps.start, steps.step, len(steps))
-        return np.asarray(self._program().values(0, check.step_array("steps", steps)), dtype=np.float64)
+        try:
+            if isinstance(steps, range) and steps.step > 0:  # evaluated without a step array
+                if not steps:
+                    return np.zeros(0, dtype=np.float64)
+                check.step_range("steps", steps)
+                return self._program().values_range(0, steps.start, steps.step, len(steps))
+            return np.asarray(self._program().values(0, check.step_array("steps", steps)), dtype=np.float64)
+        except ValueError as e:
+            if str(e).startswith("the schedule is not finite"):
+                raise self._not_finite(str(e)) from None
+            raise
 
     # ---- combinators as operators
     def __mul__(self, other: Any) -> Schedule:
@@ -116,6 +145,12 @@ class _Node(Schedule):
         self._params = tuple(params)
         self._table = tuple(table)
         self.duration = duration
+        # refused here, not at first use: the core walks at most MAX_DEPTH nested clocks
+        self._depth = max((getattr(c, "_depth", 0) for c in self._children), default=0) + (
+            code in (Code.SEQUENCE, Code.SHIFT))
+        if self._depth > MAX_DEPTH:
+            raise ValueError(f"{name}: schedules nest {self._depth} sequences (>>) and shifts deep, more than "
+                             f"the limit of {MAX_DEPTH}")
 
     def _emit(self, builder: Builder) -> None:
         offset = builder.table(self._table) if self._table else 0
@@ -124,6 +159,14 @@ class _Node(Schedule):
 
 def _args(**kwargs: Any) -> dict[str, Any]:
     return kwargs
+
+
+def _pair(name: str, point: Any) -> tuple[Any, Any]:
+    """A ``(step, value)`` point."""
+    pair = check.items(name, point)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be a (step, value) pair, got {check.shown(point)}")
+    return pair[0], pair[1]
 
 
 # ---- leaf families -------------------------------------------------------------------------------
@@ -147,7 +190,7 @@ def piecewise_constant(boundaries: Sequence[float], values: Sequence[float], *, 
     (Keras ``PiecewiseConstantDecay``).
     """
     b = check.sorted_steps("boundaries", boundaries)
-    v = [check.non_negative(f"values[{i}]", x) for i, x in enumerate(values)]
+    v = [check.non_negative(f"values[{i}]", x) for i, x in enumerate(check.items("values", values))]
     if len(v) != len(b) + 1:
         raise ValueError(f"values needs len(boundaries) + 1 = {len(b) + 1} entries, got {len(v)}")
     return _Leaf("piecewise_constant", _args(boundaries=list(boundaries), values=list(values), switch_after=switch_after),
@@ -157,10 +200,17 @@ def piecewise_constant(boundaries: Sequence[float], values: Sequence[float], *, 
 
 def multistep(milestones: Sequence[int], gamma: float = 0.1, *, init: float = 1.0) -> Schedule:
     """``init * gamma ** (milestones reached)`` (torch ``MultiStepLR``; repeated milestones count twice)."""
-    m = check.sorted_steps("milestones", sorted(milestones))
+    given = check.items("milestones", milestones)
+    m = sorted(check.non_negative(f"milestones[{i}]", x) for i, x in enumerate(given))
     g = check.non_negative("gamma", gamma)
     i0 = check.non_negative("init", init)
-    sched = piecewise_constant(m, [i0 * g**k for k in range(len(m) + 1)])
+    try:
+        levels = [i0 * g**k for k in range(len(m) + 1)]
+    except OverflowError:
+        levels = [math.inf]
+    if not all(map(math.isfinite, levels)):
+        raise ValueError(f"init * gamma ** {len(m)} (milestones) overflows: gamma={gamma!r}, init={init!r}")
+    sched = piecewise_constant(m, levels)
     sched._name, sched._args = "multistep", _args(milestones=list(milestones), gamma=gamma, init=init)
     return sched
 
@@ -236,7 +286,7 @@ def cosine_restarts(period: float, *, init: float = 1.0, final: float = 0.0, per
     ``final`` (timm ``cycle_limit``). torch ``CosineAnnealingWarmRestarts`` is ``period_mult`` integer, no decay.
     """
     mode = check.choice("decay_mode", decay_mode, ["peak", "swing"])
-    lim = float(check.integer("limit", limit))
+    lim = float(check.integer("limit", limit, 0, check.MAX_STEP))
     params = [check.non_negative("init", init), check.non_negative("final", final), check.positive("period", period),
               check.positive("period_mult", period_mult), check.non_negative("decay", decay), lim, float(mode),
               check.positive("k", k)]
@@ -264,7 +314,12 @@ def cyclic(base: float, max: float, step_up: float = 2000, step_down: float | No
 
 def interpolate(points: Mapping[float, float] | Sequence[tuple[float, float]], *, kind: str = "linear") -> Schedule:
     """Through ``(step, value)`` points, linearly or by half cosines; flat before the first and after the last."""
-    items = sorted(points.items()) if isinstance(points, Mapping) else [tuple(p) for p in points]
+    if isinstance(points, Mapping):
+        for t in points:
+            check.real(f"points (step {check.shown(t)})", t)
+        items = sorted(points.items(), key=lambda p: float(p[0]))
+    else:
+        items = [_pair(f"points[{i}]", p) for i, p in enumerate(check.items("points", points))]
     if not items:
         raise ValueError("points must not be empty")
     times = check.sorted_steps("points (steps)", [t for t, _ in items], strict=True)
@@ -284,6 +339,8 @@ def one_cycle(total_steps: int, *, max: float = 1.0, pct_start: float = 0.3, div
     peak = check.non_negative("max", max)
     initial = peak / check.positive("div_factor", div_factor)
     minimum = initial / check.positive("final_div_factor", final_div_factor)
+    if not math.isfinite(initial):
+        raise ValueError(f"max / div_factor overflows: max={max!r}, div_factor={div_factor!r}")
     kind = ["cosine", "linear"][check.choice("anneal", anneal, ["cos", "linear"])]
     if three_phase:
         pts = [(0.0, initial), (pct * total - 1, peak), (2 * pct * total - 2, initial), (total - 1, minimum)]
@@ -345,6 +402,11 @@ def warmup_stable_decay(warmup_steps: int, stable_steps: int, decay_steps: int, 
     """Warmup to ``peak``, hold it ``stable_steps``, then decay to ``final`` over ``decay_steps`` (WSD)."""
     w = check.non_negative("warmup_steps", warmup_steps)
     s = check.non_negative("stable_steps", stable_steps)
+    check.positive("decay_steps", decay_steps)  # checked here too, so that errors name this builder's arguments
+    for name, value in (("peak", peak), ("init", init), ("final", final)):
+        check.non_negative(name, value)
+    check.choice("decay_shape", decay_shape, ["linear", "cosine", "1-sqrt", "exponential"])
+    check.choice("warmup_shape", warmup_shape, ["linear", "exponential", "constant"])
     pieces: list[Schedule] = []
     bounds: list[float] = []
     if w > 0:
@@ -366,7 +428,7 @@ def warmup_stable_decay(warmup_steps: int, stable_steps: int, decay_steps: int, 
 def sequence(schedules: Sequence[Schedule], boundaries: Sequence[float]) -> Schedule:
     """``schedules[k]`` from ``boundaries[k-1]`` on, on its own clock (it sees ``t - boundaries[k-1]``),
     as optax ``join_schedules``. Needs ``len(boundaries) == len(schedules) - 1``."""
-    scheds = [check.schedule(f"schedules[{i}]", s) for i, s in enumerate(schedules)]
+    scheds = [check.schedule(f"schedules[{i}]", s) for i, s in enumerate(check.items("schedules", schedules))]
     if not scheds:
         raise ValueError("schedules must not be empty")
     b = check.sorted_steps("boundaries", boundaries)

@@ -320,7 +320,21 @@ _SCHEDULE_ONE = {"scale": "schedule", "shift": "schedule"}
 
 
 def from_obj(obj: Any, where: str = "spec") -> _s.Schedule:
-    """A schedule from a decoded JSON/YAML value: a spec string, a node, or ``{"schedule": ...}``."""
+    """A schedule from a decoded JSON/YAML value: a spec string, a node, or ``{"schedule": ...}``; nested at
+    most MAX_DEPTH levels deep, as a spec string."""
+    return _from_obj(obj, where, 0)
+
+
+def _nested(where: str, depth: int) -> int:
+    """The depth one level below ``depth``, or the error a too deeply nested structure gets."""
+    if depth >= MAX_DEPTH:
+        shown = where if len(where) <= 60 else where[:57] + "..."
+        raise SpecError(f"{shown}: spec is nested more than {MAX_DEPTH} levels deep")
+    return depth + 1
+
+
+def _from_obj(obj: Any, where: str, depth: int) -> _s.Schedule:
+    d = _nested(where, depth)
     if isinstance(obj, str):
         return parse(obj)
     if not isinstance(obj, Mapping):
@@ -330,7 +344,7 @@ def from_obj(obj: Any, where: str = "spec") -> _s.Schedule:
             extra = sorted(set(obj) - {"schedule", "steps"})
             if extra:
                 raise SpecError(f"{where}: unknown keys {extra} (a file holds 'schedule' and optionally 'steps')")
-            return from_obj(obj["schedule"], f"{where}.schedule")
+            return _from_obj(obj["schedule"], f"{where}.schedule", d)
         raise SpecError(f"{where}: a node needs a 'type' key naming a builder, got keys {sorted(map(str, obj))}")
     kind = obj["type"]
     if not isinstance(kind, str):
@@ -341,16 +355,16 @@ def from_obj(obj: Any, where: str = "spec") -> _s.Schedule:
     args = obj.get("args", [])
     if not isinstance(args, list):
         raise SpecError(f"{where}.args must be a list, got {type(args).__name__}")
-    args = [_value(a, f"{where}.args[{i}]") for i, a in enumerate(args)]
+    args = [_value(a, f"{where}.args[{i}]", d) for i, a in enumerate(args)]
     for k, v in kwargs.items():
         if _SCHEDULE_LISTS.get(kind) == k:
             if not isinstance(v, list) or not v:
                 raise SpecError(f"{where}.{k} must be a non-empty list of schedules")
-            kwargs[k] = [from_obj(item, f"{where}.{k}[{i}]") for i, item in enumerate(v)]
+            kwargs[k] = [_from_obj(item, f"{where}.{k}[{i}]", d) for i, item in enumerate(v)]
         elif _SCHEDULE_ONE.get(kind) == k:
-            kwargs[k] = from_obj(v, f"{where}.{k}")
+            kwargs[k] = _from_obj(v, f"{where}.{k}", d)
         else:
-            kwargs[k] = _value(v, f"{where}.{k}")
+            kwargs[k] = _value(v, f"{where}.{k}", d)
     if kind == "chain":
         extra = sorted(set(kwargs) - {"schedules"})
         if extra or args or "schedules" not in kwargs:
@@ -369,13 +383,15 @@ def from_obj(obj: Any, where: str = "spec") -> _s.Schedule:
         raise SpecError(f"{where}: {e}") from None
 
 
-def _value(v: Any, where: str) -> Any:
+def _value(v: Any, where: str, depth: int) -> Any:
     if isinstance(v, Mapping):
         if "type" in v:
-            return from_obj(v, where)
-        return {k: _value(x, f"{where}.{k}") for k, x in v.items()}
+            return _from_obj(v, where, depth)
+        d = _nested(where, depth)
+        return {k: _value(x, f"{where}.{k}", d) for k, x in v.items()}
     if isinstance(v, list):
-        return [_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        d = _nested(where, depth)
+        return [_value(x, f"{where}[{i}]", d) for i, x in enumerate(v)]
     if isinstance(v, float):
         try:
             check.real(where, v)
@@ -400,10 +416,14 @@ def _read(path: str) -> Any:
             return yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise SpecError(f"{path}: invalid YAML: {_one_line(str(e))}") from None
+        except RecursionError:
+            raise SpecError(f"{path}: spec is nested too deeply") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise SpecError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: spec is nested too deeply") from None
 
 
 def load(path: str | os.PathLike[str]) -> tuple[_s.Schedule, dict[str, Any]]:
