@@ -194,9 +194,9 @@ def test_program_rejects_bad_roots_and_negative_steps() -> None:
 
 # ---- core Engine -----------------------------------------------------------------------------------
 
-def _core_engine(groups: int = 2, step: int = 0) -> _core.Engine:
+def _core_engine(groups: int = 2, step: int = 0) -> _core.HostEngine:
     prog = program([leaf(Code.STEP, 1.0, 2.0, 0.5)])
-    return _core.Engine(prog, np.zeros(groups, dtype=np.int32), np.arange(1.0, groups + 1.0), step)
+    return _core.HostEngine(prog, np.zeros(groups, dtype=np.int32), np.arange(1.0, groups + 1.0), step)
 
 
 def test_core_engine_writes_and_keeps_a_mirror() -> None:
@@ -227,11 +227,11 @@ def test_core_engine_failed_advance_leaves_the_step() -> None:
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda p: _core.Engine(p, np.zeros(2, dtype=np.int32), np.ones(1)), r"scale has 1 entries for 2 groups"),
-    (lambda p: _core.Engine(p, np.zeros(0, dtype=np.int32), np.ones(0)), r"an engine needs at least one group"),
-    (lambda p: _core.Engine(p, np.zeros(1, dtype=np.int32), np.array([math.nan])), r"scale of group 0 is not finite"),
-    (lambda p: _core.Engine(p, np.zeros(1, dtype=np.int32), np.ones(1), -1), r"step must be >= 0, got -1"),
-    (lambda p: _core.Engine(p, np.array([4], dtype=np.int32), np.ones(1)), r"root 4 out of range"),
+    (lambda p: _core.HostEngine(p, np.zeros(2, dtype=np.int32), np.ones(1)), r"scale has 1 entries for 2 groups"),
+    (lambda p: _core.HostEngine(p, np.zeros(0, dtype=np.int32), np.ones(0)), r"an engine needs at least one group"),
+    (lambda p: _core.HostEngine(p, np.zeros(1, dtype=np.int32), np.array([math.nan])), r"scale of group 0 is not finite"),
+    (lambda p: _core.HostEngine(p, np.zeros(1, dtype=np.int32), np.ones(1), -1), r"step must be >= 0, got -1"),
+    (lambda p: _core.HostEngine(p, np.array([4], dtype=np.int32), np.ones(1)), r"root 4 out of range"),
 ])
 def test_core_engine_rejects_bad_construction(make: Callable[[_core.Program], Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):

@@ -18,9 +18,9 @@ from torchsched import schedules as S
 from torchsched._program import compile_many
 
 
-def _engine(groups: int) -> _core.Engine:
+def _engine(groups: int) -> _core.HostEngine:
     prog, roots = compile_many([S.linear(10, init=1.0, final=0.0)] * groups)
-    return _core.Engine(prog, roots, np.arange(1.0, groups + 1.0), 0)
+    return _core.HostEngine(prog, roots, np.arange(1.0, groups + 1.0), 0)
 
 
 def test_engine_float_store_never_changes_a_float_someone_holds() -> None:

@@ -561,15 +561,15 @@ def test_bad_optimizers_schedules_and_lrs() -> None:
         w.set_multiplier(1, -math.inf)
 
 
-def test_make_engine_is_the_one_construction_point(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_make_binding_is_the_one_construction_point(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = tsoptim._make_engine
+    real = tsoptim._make_binding
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append(kwargs["devices"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tsoptim, "_make_engine", spy)
+    monkeypatch.setattr(tsoptim, "_make_binding", spy)
     w, params = _wrapped(torch.optim.Adam, {"fused": True}, _sched(), groups=2)
     w.add_param_group({"params": [torch.nn.Parameter(torch.zeros(3))], "lr": 0.1})
     w.load_state_dict(w.state_dict())

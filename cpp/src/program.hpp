@@ -1,5 +1,5 @@
 // Program: a validated, immutable schedule program (the op table and its aux table), shared by the
-// Engine and the Stepper. Its methods and its pybind11 face are in register_program.cpp.
+// HostEngine and the Stepper. Its methods and its pybind11 face are in register_program.cpp.
 #pragma once
 
 #include <cstdint>

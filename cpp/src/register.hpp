@@ -6,7 +6,7 @@
 namespace torchsched::bindings {
 
 void register_program(pybind11::module_& m);  // Program: a validated op table and its values
-void register_engine(pybind11::module_& m);   // Engine: G param groups stepped on the host
+void register_engine(pybind11::module_& m);   // HostEngine: G param groups stepped on the host
 void register_stepper(pybind11::module_& m);  // Stepper and the drop-in schedulers' C-level step()
 void register_plateau(pybind11::module_& m);  // plateau_step: one ReduceLROnPlateau step
 void register_cuda(pybind11::module_& m);     // cuda_available, advance_cuda

@@ -1,4 +1,4 @@
-// Engine and its pybind11 face: G param groups stepped on the host (wrap() and the LR finder use it).
+// HostEngine and its pybind11 face: G param groups stepped on the host (wrap() and the LR finder use it).
 #include <cmath>
 #include <string>
 #include <vector>
@@ -12,9 +12,9 @@ namespace {
 
 // G param groups on the host: step counter, per-group root and scale, and the float64 mirror of the
 // last LRs written (what get_last_lr() reports, and `prev` for chainable rules).
-class Engine {
+class HostEngine {
  public:
-  Engine(const Program& program, Int32Array roots, DoubleArray scale, int64_t step)
+  HostEngine(const Program& program, Int32Array roots, DoubleArray scale, int64_t step)
       : program_(program), roots_(roots.data(), roots.data() + roots.size()),
         scale_(scale.data(), scale.data() + scale.size()) {
     if (roots_.empty()) throw std::invalid_argument("an engine needs at least one group");
@@ -142,22 +142,22 @@ class Engine {
 }  // namespace
 
 void register_engine(py::module_& m) {
-  py::class_<Engine>(m, "Engine")
+  py::class_<HostEngine>(m, "HostEngine")
       .def(py::init<const Program&, Int32Array, DoubleArray, int64_t>(), py::arg("program"), py::arg("roots"),
            py::arg("scale"), py::arg("step") = 0)
-      .def_property_readonly("groups", &Engine::groups)
-      .def_property("step", &Engine::step, &Engine::set_step)
-      .def("write", &Engine::write, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
-      .def("advance", &Engine::advance, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
-      .def("write_dicts", &Engine::write_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
-      .def("advance_dicts", &Engine::advance_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
-      .def("lrs", &Engine::lrs)
-      .def("mirror", &Engine::mirror)
-      .def("set_mirror", &Engine::set_mirror, py::arg("values"))
-      .def("scale", &Engine::scale)
-      .def("set_scale", &Engine::set_scale, py::arg("group"), py::arg("value"))
-      .def("roots", &Engine::roots)
-      .def_property_readonly("program", &Engine::program, py::return_value_policy::reference_internal);
+      .def_property_readonly("groups", &HostEngine::groups)
+      .def_property("step", &HostEngine::step, &HostEngine::set_step)
+      .def("write", &HostEngine::write, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
+      .def("advance", &HostEngine::advance, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
+      .def("write_dicts", &HostEngine::write_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
+      .def("advance_dicts", &HostEngine::advance_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
+      .def("lrs", &HostEngine::lrs)
+      .def("mirror", &HostEngine::mirror)
+      .def("set_mirror", &HostEngine::set_mirror, py::arg("values"))
+      .def("scale", &HostEngine::scale)
+      .def("set_scale", &HostEngine::set_scale, py::arg("group"), py::arg("value"))
+      .def("roots", &HostEngine::roots)
+      .def_property_readonly("program", &HostEngine::program, py::return_value_policy::reference_internal);
 }
 
 }  // namespace torchsched::bindings

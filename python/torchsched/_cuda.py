@@ -249,7 +249,7 @@ class ProgramHost:
                 raise ValueError(f"scale[{i}] must be >= 0, got {v!r}")
         step = step_count(step)
         # The core checks every root against the program (ValueError naming it).
-        self._core: Any = _core.Engine(program, np.asarray(root_list, dtype=np.int32), np.asarray(base, dtype=np.float64),
+        self._core: Any = _core.HostEngine(program, np.asarray(root_list, dtype=np.int32), np.asarray(base, dtype=np.float64),
                                   int(step))
         self.base_lrs: list[float] = base
         self.multipliers: list[float] = [1.0] * len(base)

@@ -90,7 +90,7 @@ class Engine:
         self.base_lrs: list[float] = base
         self.multipliers: list[float] = mult
         program, roots = compile_many(scheds)
-        self._core: _core.Engine = _core.Engine(program, roots, np.asarray(base) * np.asarray(mult), int(step))
+        self._core: _core.HostEngine = _core.HostEngine(program, roots, np.asarray(base) * np.asarray(mult), int(step))
         self._core.write(0, FLOAT64, 0)  # the mirror holds f(step) from the start
         self._bound: tuple[Any, int, int] | None = None  # (owner, address, dtype) of a bound buffer
 

@@ -91,10 +91,10 @@ def _lr_number(name: str, value: Any) -> float:
     return check.non_negative(name, check.scalar(name, value))
 
 
-def _make_engine(schedules: Sequence[Schedule], base_lrs: Sequence[float], multipliers: Sequence[float], *,
-                 step: int, tensor_groups: Sequence[bool], devices: Sequence[torch.device],
-                 dtype: torch.dtype) -> Any:
-    """The one place a wrapper's engine is made: every construction, ``add_param_group`` and
+def _make_binding(schedules: Sequence[Schedule], base_lrs: Sequence[float], multipliers: Sequence[float], *,
+                  step: int, tensor_groups: Sequence[bool], devices: Sequence[torch.device],
+                  dtype: torch.dtype) -> Any:
+    """The one place a wrapper's binding (its engine and LR stores) is made: every construction, ``add_param_group`` and
     ``load_state_dict`` goes through here.
 
     Float-LR groups are always driven from the host (the LR is a Python float whatever the params' device).
@@ -277,7 +277,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
                          [tensor_limit if t else LR_LIMIT_FLOAT64 for t in self._tensor_groups],
                          [_group_label(i, groups[i] if i < len(groups) else {}) for i in range(len(base))])
         guard.check(step, 1)
-        binding = _make_engine(self._schedules, base, mult, step=step, tensor_groups=self._tensor_groups,
+        binding = _make_binding(self._schedules, base, mult, step=step, tensor_groups=self._tensor_groups,
                                devices=self._devices, dtype=self._dtype)
         return binding, guard
 
