@@ -95,7 +95,7 @@ test-nocuda: $(STAMP)
 	cd tests && ../.venv-nocuda/bin/python -c "import torchsched._core as c; \
 		assert not c.built_with_cuda() and not c.cpython_shortcuts(); print('CUDA-off portable build ok')"
 	TORCHSCHED_EXPECT_PORTABLE=1 .venv-nocuda/bin/python -m pytest -q -p no:cacheprovider tests/test_core.py \
-		tests/test_golden.py tests/test_lr_scheduler.py
+		tests/test_golden.py tests/test_lr_scheduler.py tests/test_group_store.py
 
 clean:
 	rm -rf build dist dist-nocuda .venv-nocuda .pytest_cache .benchmarks .hypothesis

@@ -490,15 +490,22 @@ class _Core(_LastLR):
         return list(self._closed_stepper.compute(t))
 
     # ---- torch's public computing methods, core-backed
-    def get_lr(self) -> list[Any]:
-        """The LRs the current ``last_epoch`` gives (computed by the core; use :meth:`get_last_lr` for the
-        latest ones). Warns as torch does outside ``step()``."""
+    def _get_lr_in_core(self) -> bool:
+        """get_lr's preamble: recompiles when due and warns as torch does outside ``step()``; False when the
+        rule runs torch's own Python code instead (which warns by itself)."""
         if self._needs_recompile:
             self._recompile()
         if not self._rule_in_core:
-            return self._torch_twin.get_lr(self)
+            return False
         if not self._get_lr_called_within_step:
-            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
+            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=3)
+        return True
+
+    def get_lr(self) -> list[Any]:
+        """The LRs the current ``last_epoch`` gives (computed by the core; use :meth:`get_last_lr` for the
+        latest ones). Warns as torch does outside ``step()``."""
+        if not self._get_lr_in_core():
+            return self._torch_twin.get_lr(self)
         groups = self.optimizer.param_groups
         decision = decide_lrs(self, False)
         if decision.kind is StepKind.CLOSED_FORM:

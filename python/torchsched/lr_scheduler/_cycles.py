@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from typing import Any
 
 from torch import Tensor
@@ -14,7 +13,7 @@ from torch.optim import swa_utils as _swa_utils
 
 from .. import _validate as check
 from .._program import Builder, Code
-from ._base import _GET_LR_WARNING, _Core
+from ._base import _Core
 from ._cuda_stepper import DeviceProgram, _locate_clock
 from ._spec import _BETAS, _MOMENTUM, _NO_MOMENTUM, _base, _leaf, _Spec
 from ._step import _first_tensor, _like, decide_lrs
@@ -220,12 +219,8 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
     def get_lr(self) -> list[Any]:
         """The LRs at the current ``T_cur`` and ``T_i`` (computed by the core)."""
-        if self._needs_recompile:
-            self._recompile()
-        if not self._rule_in_core:
+        if not self._get_lr_in_core():
             return _tl.CosineAnnealingWarmRestarts.get_lr(self)
-        if not self._get_lr_called_within_step:
-            warnings.warn(_GET_LR_WARNING, UserWarning, stacklevel=2)
         values = self._stepper.compute(self.T_cur, None, float(self.T_i))
         return [_like(b, v) for b, v in zip(self.base_lrs, values)]
 
