@@ -85,3 +85,38 @@ def test_float_store_reuses_a_float_only_the_dict_holds_where_the_shortcut_is_bu
     eng.advance_dicts(groups, "lr")
     assert (id(groups[0]["lr"]) == first) is in_place
     assert groups[0]["lr"] == eng.lrs()[0] == 0.9
+
+
+# ---- all or nothing: a step that would store a non-finite LR stores none ---------------------------
+
+def _growing_engine() -> _core.HostEngine:
+    """Two groups on x10 per step; the second reaches inf at step 9 (1e300 * 10**9), the first never does."""
+    prog, roots = compile_many([S.exponential(10.0)] * 2)
+    return _core.HostEngine(prog, roots, np.array([1.0, 1e300]), 8)
+
+
+def test_a_step_that_overflows_stores_nothing_in_the_group_dicts() -> None:
+    eng = _growing_engine()
+    groups: list[dict[str, object]] = [{"lr": 0.0}, {"lr": 0.0}]
+    eng.write_dicts(groups, "lr")
+    before = [groups[0]["lr"], groups[1]["lr"]]
+    assert before == eng.lrs() == [pytest.approx(1e8), pytest.approx(1e308)]
+    with pytest.raises(ValueError, match=r"LR of group 1 is not finite at step 9.*nothing was stored"):
+        eng.advance_dicts(groups, "lr")
+    assert [groups[0]["lr"], groups[1]["lr"]] == before == eng.lrs()  # group 0 did not move either
+    assert eng.step == 8
+
+
+@pytest.mark.parametrize("dtype, code", [(np.float64, 1), (np.float32, 0)], ids=["float64", "float32"])
+def test_a_step_that_overflows_stores_nothing_in_the_buffer(dtype, code) -> None:
+    prog, roots = compile_many([S.exponential(10.0)] * 2)
+    # float64: the second group overflows at step 9 as above; float32 (max 3.4e38): 1e30 * 10**9 does not
+    # fit at step 9 although its float64 value is finite.
+    eng = _core.HostEngine(prog, roots, np.array([1.0, 1e300 if code == 1 else 1e30]), 8)
+    out = np.zeros(2, dtype=dtype)
+    eng.write(out.ctypes.data, code, 2)
+    before, mirror = out.copy(), eng.lrs()
+    with pytest.raises(ValueError, match=r"LR of group 1 is not finite at step 9"):
+        eng.advance(out.ctypes.data, code, 2)
+    assert out.tolist() == before.tolist() and np.isfinite(out).all()
+    assert eng.lrs() == mirror and eng.step == 8

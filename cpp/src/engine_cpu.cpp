@@ -325,23 +325,31 @@ void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, co
   const double t = static_cast<double>(step);
   float* out32 = static_cast<float*>(out);
   double* out64 = static_cast<double*>(out);
+  // Compute every LR, check them all, then store: a learning rate is never non-finite, and a step that
+  // would make one stores nothing (the mirror and the buffer keep the previous step's LRs).
+  thread_local std::vector<double> next;
+  next.resize(static_cast<size_t>(groups));
+  double* lrs = next.data();
   parallel_chunks(groups, [=](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       double prev = mirror[g];
       if (read_prev && out) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
-      double lr = scale[g] * evaluate(ops, aux, roots[g], t, Ctx{prev});
-      mirror[g] = lr;
-      if (!out) continue;
-      if (dtype == DT_FLOAT32) out32[g] = static_cast<float>(lr);
-      else out64[g] = lr;
+      lrs[g] = scale[g] * evaluate(ops, aux, roots[g], t, Ctx{prev});
     }
   });
-  // A learning rate is never silently non-finite: report the first group that overflowed.
+  const bool narrow = out && dtype == DT_FLOAT32;
   for (int64_t g = 0; g < groups; ++g) {
-    const double v = (out && dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : mirror[g];
-    if (!std::isfinite(v))
+    if (!std::isfinite(lrs[g]) || (narrow && !std::isfinite(static_cast<float>(lrs[g]))))
       fail("the LR of group " + std::to_string(g) + " is not finite at step " + std::to_string(step) +
-           (std::isfinite(mirror[g]) ? " in float32 (it overflows the buffer's dtype)" : " (the schedule overflows there)"));
+           (std::isfinite(lrs[g]) ? " in float32 (it overflows the buffer's dtype)" : " (the schedule overflows there)") +
+           "; nothing was stored");
+  }
+  std::copy(lrs, lrs + groups, mirror);
+  if (!out) return;
+  if (narrow) {
+    for (int64_t g = 0; g < groups; ++g) out32[g] = static_cast<float>(lrs[g]);
+  } else {
+    std::copy(lrs, lrs + groups, out64);
   }
 }
 

@@ -68,11 +68,15 @@ class HostEngine {
                                   std::to_string(groups()));
     const LrDest dest{LrHome::kDictFloat, key.ptr(), nullptr};
     const double t = static_cast<double>(step_);
+    // Compute every LR and check them all before the first store: a step that would store a non-finite
+    // LR stores none (the same all-or-nothing rule as write_groups_cpu).
+    next_.resize(mirror_.size());
+    entries_.assign(mirror_.size(), nullptr);
+    bool python_ran = false;  // a conversion ran Python code: the entries seen may be stale
     for (int64_t g = 0; g < groups(); ++g) {
       PyObject* group = PyList_GET_ITEM(groups_list.ptr(), g);
       if (!PyDict_Check(group)) throw py::type_error("param group " + std::to_string(g) + " is not a dict");
       double prev = mirror_[static_cast<size_t>(g)];
-      PyObject* entry = nullptr;  // the store looks it up unless read below with no Python code run
       if (read_prev) {
         PyObject* v = PyDict_GetItemWithError(group, key.ptr());
         if (v == nullptr) {
@@ -81,16 +85,29 @@ class HostEngine {
         }
         if (PyFloat_CheckExact(v)) {
           prev = PyFloat_AS_DOUBLE(v);
-          entry = v;
+          entries_[static_cast<size_t>(g)] = v;
         } else {
-          prev = PyFloat_AsDouble(v);  // ints, numpy scalars, 0-d CPU tensors
-          if (prev == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+          prev = as_double(v);  // ints, numpy scalars, 0-d CPU tensors
+          python_ran = true;
         }
       }
-      double lr = scale_[static_cast<size_t>(g)] *
-                  evaluate(program_.ops(), program_.aux(), roots_[static_cast<size_t>(g)], t, Ctx{prev});
+      const double lr = scale_[static_cast<size_t>(g)] *
+                        evaluate(program_.ops(), program_.aux(), roots_[static_cast<size_t>(g)], t, Ctx{prev});
+      if (!std::isfinite(lr))
+        throw std::invalid_argument("the LR of group " + std::to_string(g) + " is not finite at step " +
+                                    std::to_string(step_) + " (the schedule overflows there); nothing was stored");
+      next_[static_cast<size_t>(g)] = lr;
+    }
+    if (python_ran) {  // the stores look the entries up again, in a list that must still hold every group
+      entries_.assign(mirror_.size(), nullptr);
+      if (static_cast<int64_t>(py::len(groups_list)) != groups())
+        throw std::invalid_argument("the param groups changed while their LRs were read; nothing was stored");
+    }
+    for (int64_t g = 0; g < groups(); ++g) {
+      PyObject* group = PyList_GET_ITEM(groups_list.ptr(), g);
+      const double lr = next_[static_cast<size_t>(g)];
       mirror_[static_cast<size_t>(g)] = lr;
-      if (!store_group_lr(dest, group, g, entry, lr)) throw py::error_already_set();
+      if (!store_group_lr(dest, group, g, entries_[static_cast<size_t>(g)], lr)) throw py::error_already_set();
     }
   }
 
@@ -136,6 +153,8 @@ class HostEngine {
   std::vector<int32_t> roots_;
   std::vector<double> scale_;
   std::vector<double> mirror_;
+  std::vector<double> next_;         // write_dicts: the LRs computed before any is stored
+  std::vector<PyObject*> entries_;   // write_dicts: the float entries read for prev (borrowed)
   int64_t step_ = 0;
 };
 

@@ -26,6 +26,8 @@ void evaluate_range(const Op* ops, const double* aux, int32_t root, int64_t star
 
 // out[g] = scale[g] * program_g(step) for every group g, in float64 into `mirror` and in `dtype` into
 // `out`. prev (for chainable rules) comes from `out` when read_prev is set, otherwise from `mirror`.
+// All or nothing: when any LR would be non-finite (or overflow float32 in a float32 `out`), it throws
+// std::invalid_argument naming the group and stores nothing.
 void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
                       int64_t groups, int64_t step, double* mirror, void* out, int32_t dtype,
                       bool read_prev);
