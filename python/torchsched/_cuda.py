@@ -21,7 +21,6 @@ really reads these tensors on the device; they, the GradScaler flag and ``wrap()
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Sequence
 
@@ -29,11 +28,12 @@ import numpy as np
 import torch
 
 from . import _core
+from . import _validate as check
 from ._cuda_optim import (  # noqa: F401  (re-exported: optim.py and the tests import them from here)
     CudaBinding, _optimizer_kind, _tensors_of, check_group_flags, check_group_lr, check_optimizer_for_device_lrs,
     params_of, refuse_cpu_lr_for_cuda_params, replace_shared_lr_tensors, resolve_device, scaler_found_inf,
 )
-from ._engine import FLOAT32, FLOAT64, Engine, step_count
+from ._engine import FLOAT32, FLOAT64, Engine
 from ._program import CHAINABLE_CODES as _CHAINABLE_CODES, OP_DTYPE
 
 __all__ = [
@@ -206,7 +206,7 @@ class HostMirror:
 
     def load(self, step: int, mirror: Any, out: Any) -> None:
         """Adopts the device's state (after a resync or a load): exact again."""
-        self.step = step_count(step)
+        self.step = check.counter_step("step", step)
         self.core.step = self.step
         self.core.set_mirror(np.asarray(mirror, dtype=np.float64))
         self.shadow[:] = np.asarray(out, dtype=self.shadow.dtype)
@@ -216,19 +216,6 @@ class HostMirror:
 
 
 # ---- the engine ------------------------------------------------------------------------------------
-
-def _finite_values(name: str, values: Any, count: int) -> list[float]:
-    out = []
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"{name}[{i}] must be a real number, got {v!r}")
-        if not math.isfinite(float(v)):
-            raise ValueError(f"{name}[{i}] must be finite, got {v!r}")
-        out.append(float(v))
-    if len(out) != count:
-        raise ValueError(f"{name} has {len(out)} entries for {count} groups")
-    return out
-
 
 class ProgramHost:
     """The host side of :meth:`CudaEngine.from_program`: a core engine on a caller-compiled program, with the
@@ -241,13 +228,9 @@ class ProgramHost:
         if not root_list:
             raise ValueError("roots must name one program root per group (at least one)")
         for i, r in enumerate(root_list):
-            if isinstance(r, bool) or not isinstance(r, numbers.Integral):
-                raise TypeError(f"roots[{i}] must be an integer, got {r!r}")
-        base = _finite_values("scale", list(scale), len(root_list))
-        for i, v in enumerate(base):
-            if v < 0:
-                raise ValueError(f"scale[{i}] must be >= 0, got {v!r}")
-        step = step_count(step)
+            check.integer(f"roots[{i}]", r)
+        base = check.non_negative_list("scale", scale, len(root_list))
+        step = check.counter_step("step", step)
         # The core checks every root against the program (ValueError naming it).
         self._core: Any = _core.HostEngine(program, np.asarray(root_list, dtype=np.int32), np.asarray(base, dtype=np.float64),
                                   int(step))
@@ -259,9 +242,7 @@ class ProgramHost:
         return int(self._core.groups)
 
     def set_multiplier(self, group: int, value: float) -> None:
-        v = _finite_values("multiplier", [value], 1)[0]
-        if v < 0:
-            raise ValueError(f"multiplier must be >= 0, got {value!r}")
+        v = check.non_negative("multiplier", value)
         self.multipliers[group] = v
         self._core.set_scale(group, self.base_lrs[group] * v)
 
@@ -317,7 +298,7 @@ class CudaEngine:
         _dtype_info(dtype)
         groups = host.groups
         initial = (list(host._core.scale()) if initial_lrs is None
-                   else _finite_values("initial_lrs", list(initial_lrs), groups))
+                   else check.real_list("initial_lrs", initial_lrs, groups))
         dev = resolve_device(device, params)
         _require_cuda_runtime(dev)
         if torch.cuda.is_current_stream_capturing():
@@ -404,7 +385,7 @@ class CudaEngine:
 
     @step.setter
     def step(self, value: int) -> None:
-        step = step_count(value)
+        step = check.counter_step("step", value)
         self._check_not_capturing("setting the step")
         with torch.cuda.device(self._index):
             self._step_t.fill_(step)  # a fill launch on the current stream: no sync
@@ -498,7 +479,7 @@ class CudaEngine:
         on the host mirror and, with one asynchronous copy from pinned memory on the current stream, on the
         device; no sync. The float64 mirror gets them exact, the LR buffer rounded to its dtype. Not under CUDA
         graph capture: it is a host-to-device copy."""
-        step = step_count(step)
+        step = check.counter_step("step", step)
         values = np.asarray(lrs, dtype=np.float64)
         if values.shape != (self.groups,) or not np.isfinite(values).all():
             raise ValueError(f"lrs must be {self.groups} finite values, got {list(lrs)!r}")
@@ -592,9 +573,9 @@ def check_state_dict(state: Any, groups: int) -> tuple[int, list[float], list[fl
     missing = [k for k in ("step", "mirror", "lr_buffer") if k not in state]
     if missing:
         raise KeyError(f"state_dict is missing {missing}")
-    step = step_count(state["step"], "state_dict['step']")
+    step = check.counter_step("state_dict['step']", state["step"])
     if state.get("groups", groups) != groups:
         raise ValueError(f"state_dict is for {state.get('groups')} groups, this engine has {groups}")
-    mirror = _finite_values("state_dict['mirror']", list(state["mirror"]), groups)
-    out = _finite_values("state_dict['lr_buffer']", list(state["lr_buffer"]), groups)
+    mirror = check.real_list("state_dict['mirror']", state["mirror"], groups)
+    out = check.real_list("state_dict['lr_buffer']", state["lr_buffer"], groups)
     return int(step), mirror, out

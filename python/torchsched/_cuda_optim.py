@@ -318,7 +318,7 @@ def params_of(optimizer: torch.optim.Optimizer) -> Iterable[torch.Tensor]:
 # ---- the wrap() binding ----------------------------------------------------------------------------
 
 class CudaBinding:
-    """Param groups driven by a :class:`CudaEngine`, with the interface of ``optim._HostBinding`` (what
+    """Param groups driven by a :class:`CudaEngine`, with the interface of ``_engine.HostBinding`` (what
     ``wrap()`` calls): ``engine``, ``buffer``, ``views``, ``install(groups)``, ``advance(groups, found_inf)``,
     ``advancer(groups)`` and ``lrs()``.
 

@@ -54,12 +54,6 @@ def buffer_pointer(out: Any, count: int, *, name: str = "out") -> tuple[int, int
     raise TypeError(f"{name} must be a numpy array or a CPU torch tensor, got {type(out).__name__}")
 
 
-def step_count(value: Any, what: str = "step") -> int:
-    """:func:`torchsched._validate.counter_step` (a step counter's value, at most 2**62) with the value
-    first, the order the CUDA engine calls it in."""
-    return check.counter_step(what, value)
-
-
 class Engine:
     """G groups on the host: an int64 step and per-group base LR, multiplier and schedule.
 

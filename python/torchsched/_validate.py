@@ -26,7 +26,7 @@ import torch
 
 __all__ = [
     "Emitter", "NotAnIntegerError", "real", "non_negative", "positive", "greater_than", "in_interval", "integer",
-    "step_count", "counter_step", "choice", "items", "sorted_steps", "non_negative_list", "step_array", "step_range",
+    "step_count", "counter_step", "choice", "items", "sorted_steps", "non_negative_list", "real_list", "step_array", "step_range",
     "scalar", "is_schedule", "schedule", "shown", "MAX_STEP", "STEP_LIMIT",
 ]
 
@@ -195,7 +195,15 @@ def sorted_steps(name: str, values: Iterable[Any], *, strict: bool = False) -> l
 
 def non_negative_list(name: str, values: Iterable[Any], count: int | None = None) -> list[float]:
     """Finite reals >= 0, one per group when ``count`` is given, as floats."""
-    out = [non_negative(f"{name}[{i}]", v) for i, v in enumerate(items(name, values))]
+    return _per_group(name, [non_negative(f"{name}[{i}]", v) for i, v in enumerate(items(name, values))], count)
+
+
+def real_list(name: str, values: Iterable[Any], count: int | None = None) -> list[float]:
+    """Finite reals, one per group when ``count`` is given, as floats."""
+    return _per_group(name, [real(f"{name}[{i}]", v) for i, v in enumerate(items(name, values))], count)
+
+
+def _per_group(name: str, out: list[float], count: int | None) -> list[float]:
     if count is not None and len(out) != count:
         raise ValueError(f"{name} has {len(out)} entries for {count} groups")
     return out

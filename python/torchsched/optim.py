@@ -52,7 +52,6 @@ from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
 
-_HostBinding = HostBinding  # the name other modules' docs give the host binding
 
 #: The param-group key :func:`wrap` reads a group's LR multiplier from (set by :func:`torchsched.param_groups`).
 MULTIPLIER_KEY = "lr_multiplier"
