@@ -15,7 +15,7 @@ from torchsched import schedules as S
 from torchsched._engine import Engine
 from torchsched._program import CHAINABLE_CODES, FAMILIES, NUM_PARAMS, OP_DTYPE, Code, Family, compile_many
 
-KINDS = {"native", "chainable", "torch", "combinator"}
+KINDS = {"native", "signal", "chainable", "torch", "combinator"}
 TABLES = {"none", "sorted", "steps", "points"}
 LEAVES = [f for f in FAMILIES if f.kind != "combinator"]
 
@@ -76,7 +76,8 @@ def test_the_table_keeps_the_facts_the_code_held_before_it() -> None:
     assert {f.code for f in FAMILIES if f.torch_split} == set(range(20, 28)) | {35, 36}
     assert {f.code_name: f.table for f in FAMILIES if f.table != "none"} == {
         "PIECEWISE_CONST": "steps", "INTERP": "points", "TORCH_MULTISTEP": "sorted"}
-    assert {f.code for f in LEAVES} == set(range(0, 16)) | set(range(20, 37))
+    assert {f.code for f in LEAVES} == set(range(0, 17)) | set(range(20, 37))
+    assert {f.code_name for f in FAMILIES if f.kind == "signal"} == {"SIGNAL"}
     assert {f.code for f in FAMILIES if f.kind == "combinator"} == {40, 41, 42, 43}
 
 
@@ -109,7 +110,13 @@ def test_validation_follows_the_masks(f: Family) -> None:
         for bad in (0.0, -1.0):
             p = _valid_params()
             p[k] = bad
-            if (f.positive >> k) & 1:
+            if f.code_name == "SIGNAL" and k == 0:  # a slot: a column of the factor table
+                if bad < 0:
+                    with pytest.raises(ValueError, match="signal slot must be a whole number"):
+                        _leaf_program(f, p)
+                else:
+                    _leaf_program(f, p)
+            elif (f.positive >> k) & 1:
                 with pytest.raises(ValueError, match=rf"parameter {k} \({f.params[k]}, .*must be > 0, got"):
                     _leaf_program(f, p)
             else:

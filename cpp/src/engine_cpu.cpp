@@ -59,6 +59,8 @@ int check_node(const Op* ops, int64_t n_ops, int64_t n_aux, const double* aux, i
       for (int64_t k = 0; k < need; ++k)
         if (!std::isfinite(aux[op.a + k])) fail(where + ": table value is not finite");
     }
+    if (op.code == OP_SIGNAL && !(op.p[0] >= 0.0 && op.p[0] < 65536.0 && op.p[0] == std::floor(op.p[0])))
+      fail(where + ": a signal slot must be a whole number in [0, 65536)");
     return depth;
   }
   bool changes_clock = (op.code == OP_SEQUENCE || op.code == OP_SHIFT);
@@ -319,9 +321,16 @@ void evaluate_range(const Op* ops, const double* aux, int32_t root, int64_t star
   check_finite(out, n, step_at);
 }
 
+int64_t signal_slots(const Op* ops, int64_t n_ops) {
+  int64_t slots = 0;
+  for (int64_t i = 0; i < n_ops; ++i)
+    if (ops[i].code == OP_SIGNAL) slots = std::max(slots, static_cast<int64_t>(ops[i].p[0]) + 1);
+  return slots;
+}
+
 void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
                       int64_t groups, int64_t step, double* mirror, void* out, int32_t dtype,
-                      bool read_prev) {
+                      bool read_prev, const double* signals, int64_t slots) {
   const double t = static_cast<double>(step);
   float* out32 = static_cast<float*>(out);
   double* out64 = static_cast<double*>(out);
@@ -334,7 +343,8 @@ void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, co
     for (int64_t g = begin; g < end; ++g) {
       double prev = mirror[g];
       if (read_prev && out) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
-      lrs[g] = scale[g] * evaluate(ops, aux, roots[g], t, Ctx{prev});
+      const double* row = signals != nullptr ? signals + g * slots : nullptr;
+      lrs[g] = scale[g] * evaluate(ops, aux, roots[g], t, Ctx{prev, row});
     }
   });
   const bool narrow = out && dtype == DT_FLOAT32;

@@ -61,7 +61,8 @@ constexpr int kThreads = 256;
 __global__ void __launch_bounds__(kThreads)
     advance_kernel(const Op* ops, const double* aux, const int32_t* roots, const double* scale, int64_t groups,
                    int64_t* step, unsigned int* blocks_done, double* mirror, void* out, int32_t dtype,
-                   bool read_prev, const float* found_inf, bool advance) {
+                   bool read_prev, const float* found_inf, bool advance, const double* signals,
+                   int64_t slots) {
   __shared__ int64_t t_shared;
   __shared__ int skip_shared;
   __shared__ int last_shared;
@@ -79,7 +80,8 @@ __global__ void __launch_bounds__(kThreads)
     double* out64 = static_cast<double*>(out);
     double prev = mirror[g];
     if (read_prev) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
-    const double lr = scale[g] * evaluate(ops, aux, roots[g], static_cast<double>(t), Ctx{prev});
+    const double* row = signals != nullptr ? signals + g * slots : nullptr;
+    const double lr = scale[g] * evaluate(ops, aux, roots[g], static_cast<double>(t), Ctx{prev, row});
     mirror[g] = lr;
     if (dtype == DT_FLOAT32) out32[g] = static_cast<float>(lr);
     else out64[g] = lr;
@@ -112,14 +114,15 @@ bool cuda_available() {
 void advance_groups_cuda(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
                          int64_t groups, int64_t* step, unsigned int* blocks_done, double* mirror,
                          void* out, int32_t dtype, bool read_prev, const float* found_inf,
-                         bool advance, std::uintptr_t stream) {
+                         bool advance, std::uintptr_t stream, const double* signals, int64_t slots) {
   if (groups < 1) throw std::invalid_argument("groups must be >= 1, got " + std::to_string(groups));
   if (dtype != DT_FLOAT32 && dtype != DT_FLOAT64)
     throw std::invalid_argument("dtype code must be 0 (float32) or 1 (float64), got " + std::to_string(dtype));
   const int64_t blocks = (groups + kThreads - 1) / kThreads;
   if (blocks > 0x7fffffff) throw std::invalid_argument("too many groups for one launch: " + std::to_string(groups));
   advance_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
-      ops, aux, roots, scale, groups, step, blocks_done, mirror, out, dtype, read_prev, found_inf, advance);
+      ops, aux, roots, scale, groups, step, blocks_done, mirror, out, dtype, read_prev, found_inf, advance, signals,
+      slots);
   // Launch errors only (bad configuration, no image for this GPU, bad stream); no synchronization, so
   // this is legal while the stream is being captured.
   const cudaError_t err = cudaGetLastError();

@@ -50,7 +50,10 @@ class HostEngine {
     }
   }
 
-  void advance(std::uintptr_t ptr, int32_t dtype, int64_t count, bool read_prev) {
+  // One step, unless *found_inf (a float32 in host memory, 0 for none) is non-zero or NaN: a GradScaler
+  // found infs and the optimizer skipped its update, so the schedule holds. Returns whether it advanced.
+  bool advance(std::uintptr_t ptr, int32_t dtype, int64_t count, bool read_prev, std::uintptr_t found_inf) {
+    if (skipped(found_inf)) return false;
     step_ += 1;
     try {
       write(ptr, dtype, count, read_prev);
@@ -58,7 +61,20 @@ class HostEngine {
       step_ -= 1;  // a failed call leaves the engine where it was
       throw;
     }
+    return true;
   }
+
+  // The factor table SIGNAL leaves read: groups rows of `slots` float64 at `ptr` (host memory the caller
+  // keeps alive; 0 detaches it, and every factor reads 1 again).
+  void set_signals(std::uintptr_t ptr, int64_t slots) {
+    const int64_t need = signal_slots(program_.ops(), program_.size());
+    if (ptr != 0 && slots < need)
+      throw std::invalid_argument("the signal table has " + std::to_string(slots) + " slots; the program reads " +
+                                  std::to_string(need));
+    signals_ = reinterpret_cast<const double*>(ptr);
+    slots_ = ptr != 0 ? slots : 0;
+  }
+  int64_t signal_slots_needed() const { return signal_slots(program_.ops(), program_.size()); }
 
   // The Python-float path: stores each group's LR into groups[g][key], reading the previous value from
   // the same place when read_prev is set (so a hand-edited LR is respected, as torch does).
@@ -92,7 +108,8 @@ class HostEngine {
         }
       }
       const double lr = scale_[static_cast<size_t>(g)] *
-                        evaluate(program_.ops(), program_.aux(), roots_[static_cast<size_t>(g)], t, Ctx{prev});
+                        evaluate(program_.ops(), program_.aux(), roots_[static_cast<size_t>(g)], t,
+                                 Ctx{prev, signals_ != nullptr ? signals_ + g * slots_ : nullptr});
       if (!std::isfinite(lr))
         throw std::invalid_argument("the LR of group " + std::to_string(g) + " is not finite at step " +
                                     std::to_string(step_) + " (the schedule overflows there); nothing was stored");
@@ -111,7 +128,8 @@ class HostEngine {
     }
   }
 
-  void advance_dicts(py::list groups_list, py::str key, bool read_prev) {
+  bool advance_dicts(py::list groups_list, py::str key, bool read_prev, std::uintptr_t found_inf) {
+    if (skipped(found_inf)) return false;
     step_ += 1;
     try {
       write_dicts(groups_list, key, read_prev);
@@ -119,6 +137,7 @@ class HostEngine {
       step_ -= 1;
       throw;
     }
+    return true;
   }
 
   py::list lrs() const {
@@ -144,9 +163,13 @@ class HostEngine {
   const Program& program() const { return program_; }
 
  private:
+  static bool skipped(std::uintptr_t found_inf) {
+    return found_inf != 0 && !(*reinterpret_cast<const float*>(found_inf) == 0.0f);
+  }
+
   void run(void* out, int32_t dtype, bool read_prev) {
     write_groups_cpu(program_.ops(), program_.aux(), roots_.data(), scale_.data(), groups(), step_, mirror_.data(),
-                     out, dtype, read_prev);
+                     out, dtype, read_prev, signals_, slots_);
   }
 
   Program program_;
@@ -156,6 +179,8 @@ class HostEngine {
   std::vector<double> next_;         // write_dicts: the LRs computed before any is stored
   std::vector<PyObject*> entries_;   // write_dicts: the float entries read for prev (borrowed)
   int64_t step_ = 0;
+  const double* signals_ = nullptr;  // the factor table (set_signals), owned by the caller
+  int64_t slots_ = 0;
 };
 
 }  // namespace
@@ -167,9 +192,13 @@ void register_engine(py::module_& m) {
       .def_property_readonly("groups", &HostEngine::groups)
       .def_property("step", &HostEngine::step, &HostEngine::set_step)
       .def("write", &HostEngine::write, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
-      .def("advance", &HostEngine::advance, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false)
+      .def("advance", &HostEngine::advance, py::arg("ptr"), py::arg("dtype"), py::arg("count"), py::arg("read_prev") = false,
+           py::arg("found_inf") = 0)
       .def("write_dicts", &HostEngine::write_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
-      .def("advance_dicts", &HostEngine::advance_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false)
+      .def("advance_dicts", &HostEngine::advance_dicts, py::arg("groups"), py::arg("key"), py::arg("read_prev") = false,
+           py::arg("found_inf") = 0)
+      .def("set_signals", &HostEngine::set_signals, py::arg("ptr"), py::arg("slots"))
+      .def_property_readonly("signal_slots", &HostEngine::signal_slots_needed)
       .def("lrs", &HostEngine::lrs)
       .def("mirror", &HostEngine::mirror)
       .def("set_mirror", &HostEngine::set_mirror, py::arg("values"))

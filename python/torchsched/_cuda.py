@@ -336,6 +336,9 @@ class CudaEngine:
         self._step_t, self._mirror_t, self._lr = self._layout.views(self._state)
         self._views: list[torch.Tensor] | None = None
         self._streams: set[int] = set()
+        self._signals: torch.Tensor | None = None  # the factor table SIGNAL leaves read (attach_signals)
+        self._signal_host: np.ndarray | None = None  # its last copy on the host, what the mirror reads
+        self._signal_args: tuple[int, int] = (0, 0)
         self._args = (
             self._ops.data_ptr(), self._aux.data_ptr(), self._roots.data_ptr(), self._scale.data_ptr(), groups,
             self._step_t.data_ptr(), self._blocks_done.data_ptr(), self._mirror_t.data_ptr(), self._lr.data_ptr(),
@@ -420,8 +423,34 @@ class CudaEngine:
             for t in (self._ops, self._aux, self._roots, self._scale, self._state, self._blocks_done):
                 t.record_stream(stream)
             self._streams.add(handle)
-        _core.advance_cuda(*self._args, found_inf_ptr, advance, handle)
+        _core.advance_cuda(*self._args, found_inf_ptr, advance, handle, *self._signal_args)
         return capturing
+
+    def attach_signals(self, factors: torch.Tensor | None) -> None:
+        """From the next launch on, SIGNAL leaves read ``factors`` (float64 [G, S] on the engine's device, kept
+        alive here; None detaches it). The host mirror reads the copy :meth:`sync_signals` last made (all 1 at
+        first): it shows each signal factor as last synced."""
+        if factors is None:
+            self._signals, self._signal_host, self._signal_args = None, None, (0, 0)
+            self._host.core.set_signals(0, 0)
+            return
+        if (factors.device != self._device or factors.dtype != torch.float64 or factors.dim() != 2
+                or factors.shape[0] != self.groups or not factors.is_contiguous()):
+            raise ValueError(f"factors must be a contiguous float64 [{self.groups}, S] tensor on {self._device}")
+        slots = int(factors.shape[1])
+        self._signal_host = np.ones((self.groups, slots), dtype=np.float64)
+        self._host.core.set_signals(int(self._signal_host.ctypes.data), slots)  # checks the slot count
+        self._signals = factors
+        self._signal_args = (int(factors.data_ptr()), slots)
+        self._host.rewrite()
+
+    def sync_signals(self) -> None:
+        """Copies the factor table to the host (a sync, by design) and recomputes the mirror with it."""
+        if self._signals is None or self._signal_host is None:
+            return
+        self._check_not_capturing("sync_signals()")
+        self._signal_host[:] = self._signals.to("cpu").numpy()
+        self._host.rewrite()
 
     def _found_inf_ptr(self, found_inf: Any) -> int:
         if not isinstance(found_inf, torch.Tensor):

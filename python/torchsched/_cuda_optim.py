@@ -342,6 +342,17 @@ class CudaBinding:
         for g, view in enumerate(self.views):
             groups[g]["lr"] = view if view is not None else lrs[g]
 
+    def attach_signals(self, factors: torch.Tensor | None) -> None:
+        self.engine.attach_signals(factors)
+
+    def rewrite(self, groups: list[dict[str, Any]]) -> None:
+        """The current step's LRs again (a signal moved a factor): one launch, no sync."""
+        self.engine.write()
+        self._set_floats(groups)
+
+    def sync_signals(self) -> None:
+        self.engine.sync_signals()
+
     def _set_floats(self, groups: list[dict[str, Any]]) -> None:
         if self._float_idx:
             lrs = self.engine.lrs()

@@ -234,6 +234,7 @@ class HostBinding:
             "tensors" if not self._float_idx else "mixed")
         self.buffer: torch.Tensor | None = None
         self.views: list[torch.Tensor | None] = [None] * self._count
+        self._signals: torch.Tensor | None = None
         if self._mode != "dicts":
             # One buffer for all groups; each tensor-LR group gets its own 0-d view of it.
             self.buffer = torch.zeros(self._count, dtype=dtype)
@@ -249,11 +250,43 @@ class HostBinding:
         for g, view in enumerate(self.views):
             groups[g]["lr"] = view if view is not None else lrs[g]
 
+    def attach_signals(self, factors: torch.Tensor | None) -> None:
+        """SIGNAL leaves read ``factors`` (float64 [G, S], CPU, kept alive here) from now on; None: all 1."""
+        if factors is None:
+            self._core.set_signals(0, 0)
+            self._signals = None
+            return
+        if (factors.device.type != "cpu" or factors.dtype != torch.float64 or factors.dim() != 2
+                or factors.shape[0] != self._count or not factors.is_contiguous()):
+            raise ValueError(f"factors must be a contiguous float64 [{self._count}, S] CPU tensor")
+        self._core.set_signals(int(factors.data_ptr()), int(factors.shape[1]))
+        self._signals = factors
+
+    def rewrite(self, groups: list[dict[str, Any]]) -> None:
+        """The current step's LRs again (a signal moved a factor)."""
+        self.install(groups)
+
+    def sync_signals(self) -> None:
+        """Nothing to copy: the host engine reads the factor table where it lies."""
+
     def advance(self, groups: list[dict[str, Any]], found_inf: Any = None) -> bool:
-        if found_inf is not None and bool(found_inf):  # CPU GradScaler: a 0-d CPU tensor, no device sync
-            return False
-        self.advancer(groups)()
-        return True
+        """One step unless ``found_inf`` (GradScaler's flag) is non-zero. A CPU float32 flag is read by the
+        core where it lies (no tensor op, no sync); any other flag is converted on the host."""
+        ptr = 0
+        if found_inf is not None:
+            if (isinstance(found_inf, torch.Tensor) and found_inf.device.type == "cpu"
+                    and found_inf.dtype == torch.float32 and found_inf.numel() == 1):
+                ptr = int(found_inf.data_ptr())
+            elif bool(found_inf):
+                return False
+        if self._mode == "dicts":
+            return bool(self._core.advance_dicts(groups, "lr", False, ptr))
+        taken = bool(self._core.advance(self._ptr, self._code, self._count, False, ptr))
+        if taken and self._mode == "mixed":
+            lrs = self._core.lrs()
+            for g in self._float_idx:
+                groups[g]["lr"] = lrs[g]
+        return taken
 
     def advancer(self, groups: list[dict[str, Any]]) -> Callable[[], None]:
         """A no-argument callable that advances every group in one core call (the wrapper's hot path: it

@@ -27,7 +27,7 @@ class Family(NamedTuple):
     code_name: str  # the member of Code
     code: int
     name: str  # the Python-facing name: the schedules builder of a native leaf or combinator
-    kind: str  # "native", "chainable" (reads the previous LR), "torch" or "combinator"
+    kind: str  # "native", "signal" (driven by observations), "chainable" (reads the previous LR), "torch", "combinator"
     params: tuple[str, ...]  # parameter names in p[] order
     positive: int  # must be > 0 (every parameter must be finite)
     integer: int  # whole numbers: modes, flags, counts
@@ -61,6 +61,15 @@ class Builder:
     def __init__(self) -> None:
         self.ops: list[tuple[int, int, int, int, tuple[float, ...]]] = []
         self.aux: list[float] = []
+        self.signals: list[Schedule] = []  # the signal leaves, in slot order (one slot per leaf object)
+
+    def signal_slot(self, leaf: Schedule) -> int:
+        """The factor-table column of a signal leaf: the same leaf object always gets the same one."""
+        for slot, known in enumerate(self.signals):
+            if known is leaf:
+                return slot
+        self.signals.append(leaf)
+        return len(self.signals) - 1
 
     def _params(self, params: Sequence[float]) -> tuple[float, ...]:
         padded = [float(x) for x in params] + [0.0] * (NUM_PARAMS - len(params))

@@ -48,6 +48,7 @@ import torch
 
 from . import _validate as check
 from ._engine import LR_LIMIT_FLOAT32, LR_LIMIT_FLOAT64, Engine, HostBinding, LrGuard
+from ._signals import SignalBank, check_reduce, signal_leaves
 from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
@@ -194,7 +195,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
 
     # torch.optim.Optimizer.__init__ is not called: this object owns no params or state of its own.
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *,
-                 multipliers: Any = None, schedules: Any = None, lr_dtype: torch.dtype | None = None) -> None:
+                 multipliers: Any = None, schedules: Any = None, lr_dtype: torch.dtype | None = None,
+                 process_group: Any = None) -> None:
         if isinstance(optimizer, ScheduledOptimizer):
             raise TypeError("optimizer is already wrapped (a ScheduledOptimizer); give per-group schedules with "
                             "schedules= instead of wrapping twice")
@@ -221,6 +223,9 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         d["_multipliers"] = []
         d["_tensor_groups"] = []
         d["_devices"] = []
+        d["_process_group"] = process_group
+        d["_bank"] = None
+        d["_reads_gradients"] = False
         for i, group in enumerate(groups):
             self._describe(i, group)
         self._rebuild(step=0)
@@ -265,9 +270,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             del lst[count:]
 
     def _prepare(self, step: int, base_lrs: Sequence[float] | None = None,
-                 multipliers: Sequence[float] | None = None) -> tuple[Any, LrGuard]:
-        """A new engine binding for the current groups at ``step`` and its guard, changing nothing yet:
-        raises (nothing changed) when ``step`` would store a non-finite LR."""
+                 multipliers: Sequence[float] | None = None) -> tuple[Any, LrGuard, SignalBank | None]:
+        """A new engine binding for the current groups at ``step``, its guard and its signal bank (the
+        current bank's state carried over), changing nothing yet: raises (nothing changed) when ``step``
+        would store a non-finite LR."""
         base = self._base_lrs if base_lrs is None else base_lrs
         mult = self._multipliers if multipliers is None else multipliers
         groups = self._optimizer.param_groups
@@ -278,13 +284,36 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         guard.check(step, 1)
         binding = _make_binding(self._schedules, base, mult, step=step, tensor_groups=self._tensor_groups,
                                devices=self._devices, dtype=self._dtype)
-        return binding, guard
+        return binding, guard, self._signal_bank(binding, [b * m for b, m in zip(base, mult)])
 
-    def _install(self, binding: Any, guard: LrGuard) -> None:
+    def _signal_bank(self, binding: Any, scales: Sequence[float]) -> SignalBank | None:
+        """The state of the schedules' signal-driven leaves, on the device the engine writes (None: none)."""
+        leaves = signal_leaves(self._schedules)
+        if not leaves:
+            return None
+        groups = self._optimizer.param_groups
+        device = torch.device("cpu") if isinstance(binding, HostBinding) else binding.engine.device
+        elsewhere = sorted({str(p.device) for g in groups for p in g["params"] if p.device != device})
+        if elsewhere:
+            raise ValueError(
+                f"the schedules hold signal-driven rules (plateau, average_gradient), whose state lives on the "
+                f"params' device, but groups with params on {elsewhere[0]} hold float LRs: a float can only follow "
+                "a device decision through a host sync every step. Give those groups tensor LRs the optimizer reads "
+                "in place (fused=True, or capturable=True for Adam/AdamW)")
+        labels = [_group_label(i, groups[i] if i < len(groups) else {}) for i in range(len(scales))]
+        bank = SignalBank(leaves, scales, device, labels)
+        if self._bank is not None:
+            bank.adopt(self._bank)
+        return bank
+
+    def _install(self, binding: Any, guard: LrGuard, bank: SignalBank | None = None) -> None:
         """Puts ``binding``'s LRs into the groups and makes it the wrapper's engine."""
         groups = self._optimizer.param_groups
+        binding.attach_signals(None if bank is None else bank.factors)
         binding.install(groups)
         d = self.__dict__
+        d["_bank"] = bank
+        d["_reads_gradients"] = bank is not None and bool(bank.gradients)
         d["_binding"] = binding
         d["_guard"] = guard
         d["_tickets"] = repeat(True, 0)  # one per advance proven safe from the engine's step on (_prove_ahead)
@@ -341,6 +370,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             self._resync(groups)
         if not next(self._tickets, False):  # one ticket per proven advance: a counter in one C call
             self._prove_ahead()  # raises before the optimizer's update: nothing changes
+        if self._reads_gradients:
+            return self._step_reading_gradients(opt, groups, closure)
         loss = opt.step() if closure is None else opt.step(closure)
         found_inf = opt.__dict__.get("found_inf")  # set by GradScaler around this call
         if found_inf is None:
@@ -348,6 +379,56 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         else:
             self._binding.advance(groups, found_inf)  # a skipped advance spends its ticket: a lower bound
         return loss
+
+    def _step_reading_gradients(self, opt: torch.optim.Optimizer, groups: list[dict[str, Any]],
+                                closure: Callable[[], Any] | None) -> Any:
+        """step() for the average-gradient rule: G from the gradients the optimizer is about to use (divided
+        by GradScaler's scale when it has not unscaled them), stored once the optimizer has stepped and only
+        where GradScaler did not skip the step; then the advance. With a closure G is read afterwards, from
+        the gradients the closure left."""
+        bank = self._bank
+        assert bank is not None
+        if closure is None:
+            values = bank.read_gradients(groups, opt.__dict__.get("grad_scale"), "mean", self._process_group)
+            loss = opt.step()
+        else:
+            loss = opt.step(closure)
+            values = bank.read_gradients(groups, opt.__dict__.get("grad_scale"), "mean", self._process_group)
+        found_inf = opt.__dict__.get("found_inf")
+        bank.observe_gradients(values, found_inf if isinstance(found_inf, torch.Tensor) else None)
+        if found_inf is None:
+            self._advance()
+        else:
+            self._binding.advance(groups, found_inf)
+        return loss
+
+    # ---- signals
+    def observe(self, metric: Any, *, reduce: str | None = "mean", process_group: Any = None) -> None:
+        """Feeds a metric (a 0-d tensor or a float) to the schedules' plateau rules, between steps.
+
+        The rules' state lives on the params' device and the update is device work only: no ``.item()``,
+        no copy to the host. The LRs of the current step are rewritten at once (tensor LRs in place), so the
+        next ``step()`` uses a reduction decided here. When torch.distributed is initialized the metric is
+        first all-reduced over ``process_group`` (default: the wrapper's, else the default group) with
+        ``reduce`` (``"mean"``, ``"sum"``, ``"max"``, ``"min"``; None: each rank decides alone), so every
+        rank makes the same decision.
+        """
+        bank = self._bank
+        if bank is None or not bank.plateaus:
+            raise ValueError("observe(): none of the schedules has a plateau rule to feed; compose one, e.g. "
+                             "schedules.cosine(...) * schedules.plateau(...)")
+        group = process_group if process_group is not None else self._process_group
+        bank.observe(metric, check_reduce(reduce), group)
+        self._binding.rewrite(self._optimizer.param_groups)
+
+    def sync(self) -> list[float]:
+        """Brings the host mirror up to date with the device (a host sync on a GPU, by design) and returns
+        :meth:`get_last_lr`. On the CPU the mirror is always current and nothing waits."""
+        binding = self._binding
+        binding.sync_signals()
+        if getattr(binding.engine, "resync", None) is not None:
+            binding.engine.resync()
+        return self.get_last_lr()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self._optimizer.zero_grad(set_to_none)
@@ -386,6 +467,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             "multipliers": list(self._multipliers),
             "schedules": [repr(s) for s in self._schedules],
         }
+        if self._bank is not None:
+            sd[_STATE_KEY]["signals"] = self._bank.state_dict()
         return sd
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
@@ -415,13 +498,19 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             ours = self._check_state(ours, self._count)
             step, base, mult = ours["step"], ours["base_lrs"], ours["multipliers"]
         try:
-            binding, guard = self._prepare(step, base, mult)
+            binding, guard, bank = self._prepare(step, base, mult)
+            signals = ours.get("signals") if ours is not None else None
+            if signals is not None:
+                if bank is None:
+                    raise ValueError(f"state_dict['{_STATE_KEY}'] holds signal-rule state, but the schedules "
+                                     "have no signal-driven rule")
+                bank.load_state_dict(signals, f"state_dict['{_STATE_KEY}']['signals']")
         except ValueError as e:
             raise ValueError(f"load_state_dict: {e}") from None
         kept = opt.__dict__.get("state"), opt.__dict__.get("param_groups")
         try:
             opt.load_state_dict(sd)  # checks param counts and sizes; replaces the group dicts
-            self._install(binding, guard)
+            self._install(binding, guard, bank)
         except BaseException:
             opt.__dict__["state"], opt.__dict__["param_groups"] = kept
             raise
@@ -449,6 +538,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if saved is not None and not (isinstance(saved, (list, tuple)) and all(isinstance(x, str) for x in saved)):
             raise ValueError(f"{where}['schedules'] must be a list of strings, got {check.shown(saved)}")
         out["schedules"] = saved
+        out["signals"] = ours.get("signals")
         for key in ("base_lrs", "multipliers"):
             values = ours[key]
             if not isinstance(values, (list, tuple)):
@@ -565,7 +655,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
 
 
 def wrap(optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *, multipliers: Any = None,
-         schedules: Any = None, lr_dtype: torch.dtype | None = None) -> ScheduledOptimizer:
+         schedules: Any = None, lr_dtype: torch.dtype | None = None, process_group: Any = None) -> ScheduledOptimizer:
     """Wraps ``optimizer`` so that each successful ``step()`` also advances ``schedule`` for every group.
 
     Args:
@@ -577,10 +667,13 @@ def wrap(optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *, 
         schedules: per-group schedules, given the same ways; groups it does not cover use ``schedule``.
         lr_dtype: dtype of the LR tensors for optimizers that read tensor LRs (default float32, what fused
             kernels read; float64 keeps a CPU optimizer's LR in double precision).
+        process_group: the torch.distributed group the signal-driven rules agree over (metrics fed to
+            :meth:`ScheduledOptimizer.observe`, the average gradient); default: the default group.
 
     Returns:
         A :class:`ScheduledOptimizer`: ``isinstance(w, torch.optim.Optimizer)`` holds, and it has the wrapped
         optimizer's ``param_groups``, ``state``, ``zero_grad``, ``add_param_group``, plus ``get_last_lr()``;
         its ``state_dict()`` carries the schedule's step.
     """
-    return ScheduledOptimizer(optimizer, schedule, multipliers=multipliers, schedules=schedules, lr_dtype=lr_dtype)
+    return ScheduledOptimizer(optimizer, schedule, multipliers=multipliers, schedules=schedules, lr_dtype=lr_dtype,
+                              process_group=process_group)

@@ -20,12 +20,13 @@ import numpy as np
 from . import _validate as check
 from ._core import MAX_DEPTH
 from ._program import Builder, Code, compile_many
+from ._signals import NORMS, GradientConfig, PlateauConfig
 
 __all__ = [
     "Schedule", "constant", "step", "multistep", "piecewise_constant", "exponential", "linear", "polynomial",
     "inverse_time", "inverse_power", "inverse_sqrt", "cosine", "cosine_restarts", "cyclic", "one_cycle",
-    "warmup", "anneal", "interpolate", "tanh", "rex", "warmup_stable_decay", "sequence", "product", "scale",
-    "shift",
+    "warmup", "anneal", "interpolate", "tanh", "rex", "warmup_stable_decay", "plateau", "average_gradient",
+    "sequence", "product", "scale", "shift",
 ]
 
 
@@ -421,6 +422,96 @@ def warmup_stable_decay(warmup_steps: int, stable_steps: int, decay_steps: int, 
                         init=init, final=final, decay_shape=decay_shape, warmup_shape=warmup_shape)
     sched.duration = w + s + float(decay_steps)
     return sched
+
+
+# ---- signal-driven factors -----------------------------------------------------------------------
+
+class _SignalLeaf(Schedule):
+    """A factor that training observations drive; its state lives on the params' device (torchsched._signals).
+
+    Outside a wrapper it has no state: ``sched(t)`` and ``values()`` take it as 1, its value before any
+    observation. It has no clock of its own (duration 0), so ``cosine(n) * plateau()`` lasts ``n`` steps.
+    """
+
+    duration = 0.0
+    rule = ""
+
+    def __init__(self, name: str, args: Mapping[str, Any], config: Any) -> None:
+        super().__init__(name, args)
+        self.config = config
+
+    def _emit(self, builder: Builder) -> None:
+        builder.leaf(Code.SIGNAL, [float(builder.signal_slot(self))])
+
+
+class _Plateau(_SignalLeaf):
+    rule = "plateau"
+
+    def min_lrs(self, groups: int, labels: Sequence[str]) -> list[float]:
+        """One ``min_lr`` per group, as torch takes a float or a list."""
+        given = self._args["min_lr"]
+        if isinstance(given, (list, tuple)):
+            if len(given) != groups:
+                raise ValueError(f"plateau(min_lr=...) has {len(given)} entries for {groups} param groups")
+            return [float(x) for x in given]
+        return [float(given)] * groups
+
+
+class _AverageGradient(_SignalLeaf):
+    rule = "average_gradient"
+
+
+def plateau(*, mode: str = "min", factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+            threshold_mode: str = "rel", cooldown: int = 0, min_lr: float | Sequence[float] = 0.0,
+            eps: float = 1e-8) -> Schedule:
+    """Reduce on plateau, torch ``ReduceLROnPlateau``'s rule: a factor that starts at 1 and drops by
+    ``factor`` when the observed metric has not improved for more than ``patience`` observations.
+
+    Metrics arrive through ``wrapped.observe(metric)`` (a 0-d tensor or a float) and the state stays on the
+    params' device. Each group's plateau LR (its base LR x multiplier x the factor) is reduced as torch
+    reduces an LR: ``max(lr * factor, min_lr)`` (``min_lr`` a float or one per group), unless the drop is
+    at most ``eps``. A non-finite metric is ignored and counted.
+    """
+    m = ["min", "max"][check.choice("mode", mode, ["min", "max"])]
+    tm = ["rel", "abs"][check.choice("threshold_mode", threshold_mode, ["rel", "abs"])]
+    f = check.in_interval("factor", factor, 0, 1, high_open=True)
+    if isinstance(min_lr, (list, tuple)):
+        mins: Any = [check.non_negative(f"min_lr[{i}]", x) for i, x in enumerate(min_lr)]
+    else:
+        mins = check.non_negative("min_lr", min_lr)
+    config = PlateauConfig.of(m, f, check.non_negative("patience", patience), check.real("threshold", threshold),
+                              tm, check.non_negative("cooldown", cooldown), check.non_negative("eps", eps))
+    return _Plateau("plateau", _args(mode=mode, factor=factor, patience=patience, threshold=threshold,
+                                     threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr, eps=eps),
+                    config)
+
+
+def average_gradient(*, norm: str = "mean_abs", ema: float = 0.0, min_factor: float | None = None,
+                     max_factor: float | None = None) -> Schedule:
+    """The average-gradient rule: the factor ``G_{t-1} / G_0``, so that ``lr_t = lr_0 * G_{t-1} / G_0``.
+
+    ``G`` is measured per param group by the wrapper inside ``step()``, in one fused reduction, after
+    GradScaler's unscale and not at all on a step it skips: ``norm="mean_abs"`` is the mean absolute
+    gradient over the group's gradient elements, ``norm="l2"`` the L2 norm of the group's gradients.
+    ``G_0`` is the first finite, positive observation; ``ema`` in [0, 1) smooths G
+    (``G_s = ema * G_s + (1 - ema) * G``); the factor is clamped to ``[min_factor, max_factor]``. Until
+    ``G_0`` is known the factor is 1, and a non-finite G is ignored and counted.
+    """
+    n = NORMS[check.choice("norm", norm, list(NORMS))]
+    e = check.in_interval("ema", ema, 0, 1, high_open=True)
+    lo = 0.0 if min_factor is None else check.non_negative("min_factor", min_factor)
+    hi = math.inf if max_factor is None else check.positive("max_factor", max_factor)
+    if lo > hi:
+        raise ValueError(f"min_factor ({min_factor!r}) must be at most max_factor ({max_factor!r})")
+    return _AverageGradient("average_gradient", _args(norm=norm, ema=ema, min_factor=min_factor,
+                                                      max_factor=max_factor), GradientConfig(n, e, lo, hi))
+
+
+def has_signals(schedule: Schedule) -> bool:
+    """True when the schedule holds a signal-driven factor (plateau, average_gradient)."""
+    if isinstance(schedule, _SignalLeaf):
+        return True
+    return any(has_signals(c) for c in getattr(schedule, "_children", ()))
 
 
 # ---- combinators ---------------------------------------------------------------------------------

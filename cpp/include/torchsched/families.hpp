@@ -25,7 +25,8 @@ struct Op {
 static_assert(sizeof(Op) == 16 + 8 * kNumParams, "Op must match the Python record layout");
 
 struct Ctx {
-  double prev;  // the LR the group had before this step (chainable rules only)
+  double prev;                       // the LR the group had before this step (chainable rules only)
+  const double* signals = nullptr;   // this group's row of signal factors (SIGNAL leaves); none: all 1
 };
 
 // A parameter mask: bit k stands for p[k] (pbits(2, 6) is p[2] and p[6]).
@@ -34,7 +35,7 @@ TS_HD constexpr unsigned pbits(Index... k) {
   return (0u | ... | (1u << k));
 }
 
-enum FamilyKind : int32_t { KIND_NATIVE = 0, KIND_CHAINABLE = 1, KIND_TORCH = 2, KIND_COMBINATOR = 3 };
+enum FamilyKind : int32_t { KIND_NATIVE = 0, KIND_CHAINABLE = 1, KIND_TORCH = 2, KIND_COMBINATOR = 3, KIND_SIGNAL = 4 };
 enum TableLayout : int32_t { TABLE_NONE = 0, TABLE_SORTED = 1, TABLE_STEPS = 2, TABLE_POINTS = 3 };
 
 enum OpCode : int32_t {
@@ -47,6 +48,7 @@ enum OpCode : int32_t {
 #define TS_IF_OF_T_OF_T(X) X
 #define TS_IF_OF_T_OF_TABLE(X)
 #define TS_IF_OF_T_OF_OP(X)
+#define TS_IF_OF_T_OF_CTX(X)
 #define TS_IF_OF_T_NODE(X)
 
 // One row of the table, without its names.

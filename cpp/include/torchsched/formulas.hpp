@@ -203,12 +203,19 @@ TS_HD double rex_decay(const double* p, double t) {
   return p[1] + (p[0] - p[1]) * z / (0.5 + 0.5 * z);
 }
 
+// A signal-driven factor: the value its rule last computed for this group (torchsched._signals keeps
+// it on the params' device), or 1 where no factor table is passed (values() of a spec, the guard).
+TS_HD double signal_factor(const double* p, const Ctx& ctx) {
+  return ctx.signals != nullptr ? ctx.signals[static_cast<int64_t>(p[0])] : 1.0;
+}
+
 // ---- evaluation ------------------------------------------------------------------------------
 
 // The leaf's value at t: one case per leaf row of families.def, calling its FORMULA as its CALL says.
 #define TS_LEAF_CASE_OF_T(NAME, FORMULA) case OP_##NAME: return FORMULA(op.p, t);
 #define TS_LEAF_CASE_OF_TABLE(NAME, FORMULA) case OP_##NAME: return FORMULA(op.p, aux, op.a, op.b, t);
 #define TS_LEAF_CASE_OF_OP(NAME, FORMULA) case OP_##NAME: return FORMULA(op, aux, t, ctx.prev);
+#define TS_LEAF_CASE_OF_CTX(NAME, FORMULA) case OP_##NAME: return FORMULA(op.p, ctx);
 #define TS_LEAF_CASE_NODE(NAME, FORMULA)
 TS_HD double eval_leaf(const Op& op, const double* aux, double t, const Ctx& ctx) {
   switch (op.code) {
@@ -222,6 +229,7 @@ TS_HD double eval_leaf(const Op& op, const double* aux, double t, const Ctx& ctx
 #undef TS_LEAF_CASE_OF_T
 #undef TS_LEAF_CASE_OF_TABLE
 #undef TS_LEAF_CASE_OF_OP
+#undef TS_LEAF_CASE_OF_CTX
 #undef TS_LEAF_CASE_NODE
 
 // Walks the program rooted at `root` once, without recursion: the value is the product of the leaves
