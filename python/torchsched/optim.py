@@ -14,6 +14,13 @@ A step that raises does not advance. A step that a :class:`torch.amp.GradScaler`
 either: the scaler does not call ``step()`` for ordinary optimizers, and for the fused ones it sets
 ``found_inf`` on the optimizer, which the wrapper reads before advancing.
 
+**Signal-driven factors** (:func:`torchsched.schedules.plateau`, :func:`torchsched.schedules.average_gradient`)
+keep their state in tensors on the params' device and update it with device work only:
+:meth:`ScheduledOptimizer.observe` feeds a metric (a 0-d tensor or a float) to the plateau rules, and
+``step()`` reads the gradients for the average-gradient rule. A Python-float LR cannot follow a decision made
+on a GPU without a host sync, so there the sync-free path is tensor LRs filled in place (fused or capturable
+optimizers), and wrap() refuses float LRs on CUDA params for these rules. On the CPU every LR follows at once.
+
 LR of group g after k steps: ``group['lr'] (at wrap time) * multiplier_g * schedule_g(k)``, so after
 :func:`wrap` the groups hold ``schedule(0)`` (the torch convention). A group's multiplier comes from the
 ``multipliers=`` option, else from its ``'lr_multiplier'`` key (what :func:`torchsched.param_groups` sets),
