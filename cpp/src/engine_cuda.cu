@@ -82,9 +82,15 @@ __global__ void __launch_bounds__(kThreads)
     if (read_prev) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
     const double* row = signals != nullptr ? signals + g * slots : nullptr;
     const double lr = scale[g] * evaluate(ops, aux, roots[g], static_cast<double>(t), Ctx{prev, row});
-    mirror[g] = lr;
-    if (dtype == DT_FLOAT32) out32[g] = static_cast<float>(lr);
-    else out64[g] = lr;
+    // A learning rate is never non-finite: where this step's LR would be (or would overflow a float32
+    // buffer), the group keeps the LR it has, and the optimizer never reads inf or NaN. (The host engine
+    // refuses such a step before storing anything; a kernel cannot raise.)
+    const bool fits = isfinite(lr) && (dtype != DT_FLOAT32 || isfinite(static_cast<float>(lr)));
+    if (fits) {
+      mirror[g] = lr;
+      if (dtype == DT_FLOAT32) out32[g] = static_cast<float>(lr);
+      else out64[g] = lr;
+    }
   }
   if (threadIdx.x == 0) {
     __threadfence();  // this block's read of *step happens before its arrival

@@ -41,7 +41,8 @@ void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, co
 // `advance`, the launch moves *step on by one and writes every group's LR for the new step, unless
 // *found_inf (float32, may be null) is non-zero: then it writes nothing and holds the step (the
 // optimizer skipped it). Without `advance`, it rewrites the LRs of the current step. `signals` (device
-// memory, may be null) is the factor table as write_groups_cpu reads it. Launch errors
+// memory, may be null) is the factor table as write_groups_cpu reads it. A group whose LR would not be
+// finite (or would overflow a float32 buffer) keeps the LR it had: a kernel cannot raise. Launch errors
 // raise std::runtime_error with the CUDA error string. Only defined when built with CUDA.
 bool cuda_built();
 bool cuda_available();
