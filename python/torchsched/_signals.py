@@ -246,34 +246,31 @@ class GradientReader:
         sharded = False
         for g, group in enumerate(groups):
             for p in group["params"]:
+                # a param sharded by FSDP2 (a DTensor): every rank joins the sum below, gradients or not
+                sharded = sharded or any(pl.is_shard() for pl in getattr(p, "placements", ()))
                 grad = p.grad
                 if grad is None:
                     continue
                 local = getattr(grad, "to_local", None)
-                if local is not None:  # a DTensor (FSDP2): its local shard, summed across ranks below
-                    sharded = sharded or any(pl.is_shard() for pl in grad.placements)
+                if local is not None:  # a DTensor gradient: its local shard
                     grad = local()
                 grads.append(grad)
                 owner.append(g)
                 counts[g] += p.numel()  # a DTensor's numel is the global one
         out: dict[str, Tensor] = {}
         G = len(groups)
+        index, numel = self._layout(owner, counts)
         for norm in norms:
-            if not grads:
-                out[norm] = torch.full((G,), math.nan, dtype=F64, device=self.device)
-                continue
             order = 1 if norm == "mean_abs" else 2
-            per_param = torch.stack(torch._foreach_norm(grads, order, dtype=F64))  # accumulated in float64
-            if order == 2:
-                per_param = per_param * per_param
-            index, numel = self._layout(owner, counts)
-            sums = torch.zeros(G, dtype=F64, device=self.device).index_add_(0, index, per_param)
+            sums = torch.zeros(G, dtype=F64, device=self.device)
+            if grads:
+                per_param = torch.stack(torch._foreach_norm(grads, order, dtype=F64))  # accumulated in float64
+                if order == 2:
+                    per_param = per_param * per_param
+                sums.index_add_(0, index, per_param)
             if sharded:
                 sums = all_reduce(sums, "sum", process_group)
-            if norm == "mean_abs":
-                value = sums / numel  # a group without gradients: 0/0, NaN, ignored
-            else:
-                value = sums.sqrt()
+            value = sums / numel if norm == "mean_abs" else sums.sqrt()
             value = torch.where(numel > 0, value, torch.full_like(value, math.nan))  # no gradients: no signal
             if grad_scale is not None:
                 value = value / grad_scale.reshape(()).to(F64)
