@@ -228,6 +228,37 @@ def test_average_gradient_divides_by_the_scale_of_a_fused_optimizer() -> None:
     assert len(set(runs[0])) > 1
 
 
+@pytest.mark.parametrize("norm", ["mean_abs", "l2"])
+def test_the_cpu_fast_path_and_the_tensor_path_agree_bit_for_bit(norm: str, monkeypatch: Any) -> None:
+    """The CPU runs the rule in one core call; every other device runs it as tensor operations."""
+    from torchsched import _signals
+
+    runs = []
+    for fast in (True, False):
+        monkeypatch.setattr(_signals, "CPU_FAST_PATH", fast)
+        model = _model(seed=5)
+        opt = torch.optim.AdamW(_param_groups(model, [torch.tensor(0.01), torch.tensor(0.02)]), fused=True)
+        wrapped = torchsched.wrap(opt, S.average_gradient(norm=norm, ema=0.7, min_factor=0.5, max_factor=1.5))
+        scaler = torch.amp.GradScaler("cpu", init_scale=64.0)
+        lrs = []
+        for k in range(30):
+            wrapped.zero_grad()
+            loss = model(torch.full((4, 3), 0.05 * (k + 1))).pow(2).mean()
+            if k in (7, 8, 20):
+                loss = loss * math.inf  # skipped steps
+            if k == 12:
+                model[1].weight.grad = None  # a param without a gradient
+            scaler.scale(loss).backward()
+            if k == 15:
+                model[0].bias.grad.fill_(math.nan)  # a non-finite G in group 0, found by the scaler too
+            scaler.step(wrapped)
+            scaler.update()
+            lrs.append(wrapped.get_last_lr())
+        state = wrapped.state_dict()["torchsched"]["signals"]
+        runs.append((lrs, [v.tolist() for k, v in sorted(state["rules"][0].items()) if isinstance(v, torch.Tensor)]))
+    assert runs[0] == runs[1]
+
+
 # ---- resume ------------------------------------------------------------------------------------------
 
 def test_resume_mid_plateau_is_bit_identical() -> None:

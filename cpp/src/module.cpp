@@ -66,4 +66,5 @@ PYBIND11_MODULE(_core, m) {
   register_plateau(m);
   register_cuda(m);
   register_families(m);
+  register_signals(m);
 }

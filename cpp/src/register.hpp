@@ -11,5 +11,6 @@ void register_stepper(pybind11::module_& m);  // Stepper and the drop-in schedul
 void register_plateau(pybind11::module_& m);  // plateau_step: one ReduceLROnPlateau step
 void register_cuda(pybind11::module_& m);     // cuda_available, advance_cuda
 void register_families(pybind11::module_& m); // FAMILIES: the rows of families.def
+void register_signals(pybind11::module_& m);  // average_gradient_observe: the CPU fast path of a signal rule
 
 }  // namespace torchsched::bindings

@@ -58,6 +58,27 @@ class HostEngine:
     def set_scale(self, group: int, value: float) -> None: ...
     def roots(self) -> npt.NDArray[np.int32]: ...
 
+def average_gradient_observe(
+    norms: int,
+    n: int,
+    owner: int,
+    counts: int,
+    groups: int,
+    l2: bool,
+    grad_scale: int,
+    found_inf: int,
+    g0: int,
+    last: int,
+    factor: int,
+    ignored: int,
+    factors: int,
+    slots: int,
+    slot: int,
+    ema: float,
+    min_factor: float,
+    max_factor: float,
+) -> None: ...
+
 def advance_cuda(
     ops: int,
     aux: int,

@@ -23,10 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import _core
 from . import _validate as check
 from ._validate import Emitter as Schedule
 
 F64 = torch.float64
+#: The average-gradient rule's CPU fast path (one core call per rule instead of ~30 tensor ops); the tests
+#: turn it off to check that the tensor path, the one other devices run, gives the same bits.
+CPU_FAST_PATH = True
 REDUCTIONS = ("mean", "sum", "max", "min")
 
 
@@ -238,8 +242,9 @@ class GradientReader:
             self._layout_key = key
         return self._index, self._counts
 
-    def read(self, groups: Sequence[Mapping[str, Any]], norms: Iterable[str], grad_scale: Tensor | None,
-             process_group: Any = None) -> dict[str, Tensor]:
+    def collect(self, groups: Sequence[Mapping[str, Any]]) -> tuple[list[Tensor], Tensor, Tensor, bool]:
+        """(local gradients, the group of each as an int64 index, each group's element count as float64, whether
+        any param is sharded by FSDP2)."""
         grads: list[Tensor] = []
         owner: list[int] = []
         counts = [0] * len(groups)
@@ -257,15 +262,24 @@ class GradientReader:
                 grads.append(grad)
                 owner.append(g)
                 counts[g] += p.numel()  # a DTensor's numel is the global one
+        index, numel = self._layout(owner, counts)
+        return grads, index, numel, sharded
+
+    @staticmethod
+    def norms(grads: list[Tensor], norm: str) -> Tensor:
+        """Each gradient's L1 (mean_abs) or L2 norm, float64 [N], in one fused reduction."""
+        return torch.stack(torch._foreach_norm(grads, 1 if norm == "mean_abs" else 2, dtype=F64))
+
+    def read(self, groups: Sequence[Mapping[str, Any]], norms: Iterable[str], grad_scale: Tensor | None,
+             process_group: Any = None) -> dict[str, Tensor]:
+        grads, index, numel, sharded = self.collect(groups)
         out: dict[str, Tensor] = {}
         G = len(groups)
-        index, numel = self._layout(owner, counts)
         for norm in norms:
-            order = 1 if norm == "mean_abs" else 2
             sums = torch.zeros(G, dtype=F64, device=self.device)
             if grads:
-                per_param = torch.stack(torch._foreach_norm(grads, order, dtype=F64))  # accumulated in float64
-                if order == 2:
+                per_param = self.norms(grads, norm)
+                if norm == "l2":
                     per_param = per_param * per_param
                 sums.index_add_(0, index, per_param)
             if sharded:
@@ -276,6 +290,28 @@ class GradientReader:
                 value = value / grad_scale.reshape(()).to(F64)
             out[norm] = value
         return out
+
+
+@dataclass
+class PendingGradients:
+    """What ``SignalBank.read_gradients`` read before the optimizer stepped: every G (the tensor path), or,
+    on the CPU fast path, each norm's per-gradient norms and their layout for the core to sum and observe."""
+
+    values: dict[str, Tensor] | None = None
+    norms: dict[str, Tensor] | None = None
+    index: Tensor | None = None
+    counts: Tensor | None = None
+    grad_scale: Tensor | None = None
+
+
+def _host_flag(flag: Any) -> int | None:
+    """The address of a 1-element CPU float32 tensor (GradScaler's scale or found_inf), 0 for None, None
+    for anything else (the tensor path takes it)."""
+    if flag is None:
+        return 0
+    if isinstance(flag, Tensor) and flag.device.type == "cpu" and flag.dtype == torch.float32 and flag.numel() == 1:
+        return int(flag.data_ptr())
+    return None
 
 
 # ---- the bank: every signal leaf of a set of schedules ---------------------------------------------
@@ -338,14 +374,35 @@ class SignalBank:
             self.factors[:, slot].copy_(torch.where(self.ref > 0, level / self.ref, torch.ones_like(level)))
 
     def read_gradients(self, groups: Sequence[Mapping[str, Any]], grad_scale: Tensor | None,
-                       reduce: str | None, process_group: Any = None) -> dict[str, Tensor]:
-        """Every needed G (float64 [G] per norm), agreed across processes; nothing stored yet."""
+                       reduce: str | None, process_group: Any = None) -> PendingGradients:
+        """Every needed G (float64 [G] per norm), agreed across processes; nothing stored yet. On the CPU in
+        one process, the per-gradient norms only: the core sums and observes them in one call."""
+        if CPU_FAST_PATH and self.device.type == "cpu" and not distributed() and _host_flag(grad_scale) is not None:
+            grads, index, numel, _ = self.reader.collect(groups)
+            norms = {norm: self.reader.norms(grads, norm) if grads else torch.zeros(0, dtype=F64)
+                     for norm in self.norms}
+            return PendingGradients(norms=norms, index=index, counts=numel, grad_scale=grad_scale)
         values = self.reader.read(groups, self.norms, grad_scale, process_group)
-        return {norm: all_reduce(v, reduce, process_group) for norm, v in values.items()}
+        return PendingGradients(values={norm: all_reduce(v, reduce, process_group) for norm, v in values.items()})
 
-    def observe_gradients(self, values: Mapping[str, Tensor], skipped: Tensor | None) -> None:
+    def observe_gradients(self, pending: PendingGradients, skipped: Tensor | None) -> None:
+        if pending.norms is not None:  # the CPU fast path: one core call per rule, on the bank's memory
+            assert pending.index is not None and pending.counts is not None
+            flag = skipped if skipped is None or skipped.dtype == torch.float32 else skipped.float()
+            found_inf = _host_flag(flag.reshape(()) if flag is not None else None)
+            scale = _host_flag(pending.grad_scale)
+            assert found_inf is not None and scale is not None  # CPU tensors: the bank's device
+            for slot, config, state in self.gradients:
+                per_param = pending.norms[config.norm]
+                _core.average_gradient_observe(
+                    per_param.data_ptr(), per_param.numel(), pending.index.data_ptr(), pending.counts.data_ptr(),
+                    self.groups, config.norm == "l2", scale, found_inf, state.g0.data_ptr(), state.last.data_ptr(),
+                    state.factor.data_ptr(), state.ignored.data_ptr(), self.factors.data_ptr(), self.slots, slot,
+                    config.ema, config.min_factor, config.max_factor)
+            return
+        assert pending.values is not None
         for slot, config, state in self.gradients:
-            gradient_update(config, state, values[config.norm], skipped)
+            gradient_update(config, state, pending.values[config.norm], skipped)
             self.factors[:, slot].copy_(state.factor)
 
     # ---- state

@@ -1,11 +1,14 @@
-"""``python -m torchsched demo``: train a small model with ``wrap(AdamW)`` and warmup-then-cosine.
+"""``python -m torchsched demo``: train a small model with ``wrap(AdamW)``, warmup-then-cosine and plateau.
 
 The task is embedded (three interleaved spirals, generated from a seed: nothing is downloaded). The model
 is a small MLP whose param groups come from :func:`torchsched.param_groups` (layer-wise LR decay, no weight
-decay on biases and norms), the optimizer is AdamW wrapped by :func:`torchsched.wrap`. At the end the demo
+decay on biases and norms), the optimizer is AdamW wrapped by :func:`torchsched.wrap`. The schedule is
+warmup then cosine times a reduce-on-plateau factor (:func:`torchsched.schedules.plateau`), fed a held-out
+loss every ``--eval-every`` steps through ``wrapped.observe``. At the end the demo
 prints the loss and accuracy, measures the per-step scheduling overhead of ``wrap()`` against the same
 schedule in torch (``LambdaLR``, the way Transformers' ``get_cosine_schedule_with_warmup`` writes it) in
-the same run, checks that both give the same LRs, and writes a PNG of LR and loss against step.
+the same run, checks that both give the same LRs, and writes a PNG of LR and loss against step, the
+plateau reductions marked.
 """
 
 from __future__ import annotations
@@ -147,13 +150,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     x, y = spirals(args.points, seed=args.seed)
+    x_val, y_val = spirals(args.points // 3, seed=args.seed + 2)  # held out: drawn from another seed
     model = make_model(args.seed)
     opt = torch.optim.AdamW(_groups(model, args.lr), fused=args.fused)
-    schedule = S.warmup(args.warmup) >> S.cosine(args.steps - args.warmup)
+    # the plateau factor multiplies the whole warmup-then-cosine, so a reduction shows at once
+    plateau = S.plateau(factor=args.plateau_factor, patience=args.patience)
+    schedule = (S.warmup(args.warmup) >> S.cosine(args.steps - args.warmup)) * plateau
     optimizer = wrap(opt, schedule)
     gen = torch.Generator().manual_seed(args.seed + 1)
     loss_fn = nn.CrossEntropyLoss()
     steps, lrs, losses = [], [], []
+    val_steps: list[int] = []
+    val_losses: list[float] = []
+    reductions: list[int] = []
     bar = tqdm(range(args.steps), desc="train", unit="step", disable=args.no_progress, mininterval=0.25,
                file=sys.stderr)
     start = time.perf_counter()
@@ -166,6 +175,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         lrs.append(optimizer.get_last_lr())  # the LRs this step used (host mirror: no sync)
         optimizer.step()
         losses.append(loss.item())
+        if (step + 1) % args.eval_every == 0:
+            with torch.no_grad():
+                val_loss = loss_fn(model(x_val), y_val)
+            before = optimizer.get_last_lr()[0]
+            optimizer.observe(val_loss)  # a tensor: the rule decides where the loss lies, no host read
+            if optimizer.get_last_lr()[0] < before:  # CPU params: the host mirror is exact
+                reductions.append(step + 1)
+            val_steps.append(step + 1)
+            val_losses.append(float(val_loss))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{statistics.fmean(losses[-50:]):.3f}", lr=f"{max(lrs[-1]):.2e}")
     bar.close()
@@ -177,7 +195,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     names = [g["name"] for g in optimizer.param_groups]
     depths = [g["depth"] for g in optimizer.param_groups]
     return {"model": model, "steps": steps, "lrs": lrs, "losses": losses, "final_loss": final_loss,
-            "accuracy": accuracy, "seconds": seconds, "names": names, "depths": depths, "optimizer": optimizer}
+            "accuracy": accuracy, "seconds": seconds, "names": names, "depths": depths, "optimizer": optimizer,
+            "val_steps": val_steps, "val_losses": val_losses, "reductions": reductions}
 
 
 def plot(result: dict[str, Any], out: str, title: str) -> None:
@@ -193,6 +212,9 @@ def plot(result: dict[str, Any], out: str, title: str) -> None:
         first_of_depth.setdefault(depth, i)
     for depth, i in sorted(first_of_depth.items(), reverse=True):
         ax_lr.plot(steps, [row[i] for row in lrs], lw=1.5, label=f"depth {depth}")
+    for k, at in enumerate(result.get("reductions", [])):
+        for ax in (ax_lr, ax_loss):
+            ax.axvline(at, color="tab:purple", ls="--", lw=0.8, label="plateau reduction" if k == 0 else None)
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_title(title, fontsize=10)
     ax_lr.legend(fontsize=7, ncol=3, title="param groups by depth (layer decay 0.8)", title_fontsize=7)
@@ -201,6 +223,9 @@ def plot(result: dict[str, Any], out: str, title: str) -> None:
     smooth = [statistics.fmean(losses[max(0, i - window + 1):i + 1]) for i in range(len(losses))]
     ax_loss.plot(steps, losses, lw=0.5, alpha=0.35, color="tab:gray", label="batch loss")
     ax_loss.plot(steps, smooth, lw=1.5, color="tab:red", label=f"mean of last {window}")
+    if result.get("val_steps"):
+        ax_loss.plot(result["val_steps"], result["val_losses"], "o-", ms=2.5, lw=1, color="tab:blue",
+                     label="held-out loss (observed)")
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("cross-entropy")
@@ -220,6 +245,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=128, help="batch size (default: 128)")
     p.add_argument("--points", type=int, default=3000, help="size of the synthetic data set (default: 3000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=50,
+                   help="steps between held-out evaluations fed to the plateau rule (default: 50)")
+    p.add_argument("--patience", type=int, default=3,
+                   help="plateau patience, in evaluations (default: 3)")
+    p.add_argument("--plateau-factor", type=float, default=0.5, help="plateau reduction factor (default: 0.5)")
     p.add_argument("--float-lrs", dest="fused", action="store_false",
                    help="non-fused AdamW (float LRs) instead of fused AdamW (tensor LRs)")
     p.add_argument("--pairs", type=int, default=400, help="step pairs per side for the overhead measurement")
@@ -235,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"need 1 <= --warmup < --steps, got warmup={args.warmup}, steps={args.steps}")
     try:
         check.integer("--threads", args.threads, 1)
+        check.integer("--eval-every", args.eval_every, 1)
+        check.integer("--patience", args.patience, 0)
+        check.in_interval("--plateau-factor", args.plateau_factor, 0, 1, high_open=True)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     threads = torch.get_num_threads()
@@ -247,12 +280,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     kind = "fused AdamW, tensor LRs" if args.fused else "AdamW, float LRs"
-    print(f"torchsched demo: 3 spirals, {args.points} points, MLP; wrap({kind}) with warmup({args.warmup}) "
-          f">> cosine({args.steps - args.warmup})")
+    print(f"torchsched demo: 3 spirals, {args.points} points, MLP; wrap({kind}) with (warmup({args.warmup}) "
+          f">> cosine({args.steps - args.warmup})) * plateau(factor={args.plateau_factor:g}, "
+          f"patience={args.patience}) fed a held-out loss every {args.eval_every} steps")
     result = train(args)
     groups = len(result["names"])
     print(f"trained {args.steps} steps in {result['seconds']:.1f} s over {groups} param groups: "
           f"final loss {result['final_loss']:.4f}, accuracy {result['accuracy']:.1%}")
+    cuts = result["reductions"]
+    print(f"plateau: {len(result['val_steps'])} held-out losses observed as 0-d tensors, "
+          f"{len(cuts)} reduction{'s' * (len(cuts) != 1)}" + (f" at steps {', '.join(map(str, cuts))}" if cuts else ""))
 
     m = measure_overhead(result["model"], lr=args.lr, warmup=args.warmup, total=args.steps, fused=args.fused,
                          pairs=args.pairs)
@@ -262,8 +299,8 @@ def _run(args: argparse.Namespace) -> int:
     print("  (per step: time spent outside the optimizer's own update, minus the same for a bare optimizer.step)")
     stored = " (wrap stores float32 LR tensors for fused AdamW)" if args.fused else ""
     print(f"LR sequences agree with torch LambdaLR: max relative difference {m['max_rel_lr_diff']:.1e}{stored}")
-    title = (f"wrap(AdamW) + warmup >> cosine: final loss {result['final_loss']:.3f}, "
-             f"scheduling {m['wrap_us']:.1f} us/step vs torch {m['torch_us']:.1f} us/step")
+    title = (f"wrap(AdamW), (warmup >> cosine) * plateau: final loss {result['final_loss']:.3f}, "
+             f"scheduling {m['wrap_us']:.1f} vs torch {m['torch_us']:.1f} us/step")
     plot(result, args.out, title)
     print(f"wrote {args.out}")
     return 0

@@ -26,6 +26,17 @@ _COUNT_STATE = ("cooldown_counter", "num_bad_epochs")
 
 # the __dict__ entry holding the device state; never part of state_dict() or a pickle
 _DEVICE = "_plateau_device"
+_INT64_MAX, _INT64_MIN = 2**63 - 1, -(2**63)
+
+
+def _on_device(values: list[Any], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A 1-d tensor of Python numbers on ``device`` made by fills there: a copy from host memory to an
+    accelerator would wait for it."""
+    if device.type == "cpu":
+        return torch.tensor(values, dtype=dtype)
+    if all(v == values[0] for v in values):
+        return torch.full((len(values),), values[0], dtype=dtype, device=device)
+    return torch.stack([torch.full((), v, dtype=dtype, device=device) for v in values])
 
 
 class _Layout:
@@ -33,7 +44,7 @@ class _Layout:
     changes. Groups whose LRs share memory (an optimizer built with ``lr=tensor`` gives every group the same
     tensor) are reduced once per group, in group order, as torch's loop over the groups reduces them."""
 
-    __slots__ = ("lrs", "views", "unique_of", "dtypes", "shapes", "rounds", "buf", "buf_views")
+    __slots__ = ("lrs", "views", "unique_of", "dtypes", "shapes", "rounds", "narrow", "buf", "buf_views")
 
     def __init__(self, lrs: list[Tensor], device: torch.device) -> None:
         self.lrs = lrs  # the objects, compared by identity at each step
@@ -58,9 +69,16 @@ class _Layout:
         self.dtypes = [lr.dtype for lr in lrs]
         self.shapes = [lr.shape for lr in lrs]
         self.rounds: list[tuple[Tensor, Tensor]] | None = None
+        # between rounds, each shared LR holds its own dtype's value (torch stores it before the next group reads
+        # it): the dtypes narrower than float64, each with the mask of its distinct LRs (None: all of them)
+        self.narrow: list[tuple[torch.dtype, Tensor | None]] = []
         if len(occurrences) > 1:
-            self.rounds = [(torch.tensor([u for u, _ in r], dtype=torch.int64).to(device),
-                            torch.tensor([g for _, g in r], dtype=torch.int64).to(device)) for r in occurrences]
+            self.rounds = [(_on_device([u for u, _ in r], torch.int64, device),
+                            _on_device([g for _, g in r], torch.int64, device)) for r in occurrences]
+            kinds = [v.dtype for v in self.views]
+            for dtype in sorted({k for k in kinds if k != F64}, key=str):
+                mask = None if len(set(kinds)) == 1 else _on_device([k == dtype for k in kinds], torch.bool, device)
+                self.narrow.append((dtype, mask))
         self.buf = torch.empty(len(self.views), dtype=F64, device=device)
         self.buf_views = list(self.buf.unbind(0))
 
@@ -103,15 +121,15 @@ class _DeviceRule:
 
 
 def _count(value: Any, rounding: Any) -> int:
-    """A counter from ``__dict__`` as the core reads it (a fractional one floored or ceiled)."""
+    """A counter from ``__dict__`` as the core reads it: a fractional one floored or ceiled, clamped to int64."""
     if isinstance(value, Tensor):
         value = value.item()
-    if isinstance(value, int):
-        return value
-    v = float(value)
-    if math.isinf(v):
-        return check.STEP_LIMIT if v > 0 else -check.STEP_LIMIT
-    return int(rounding(v))
+    if not isinstance(value, int):
+        v = float(value)
+        if math.isnan(v):
+            raise ValueError("a ReduceLROnPlateau counter is NaN")
+        value = int(rounding(v)) if math.isfinite(v) else (_INT64_MAX if v > 0 else _INT64_MIN)
+    return max(_INT64_MIN, min(_INT64_MAX, value))
 
 
 def _device_counter(name: str, read: Any) -> property:
@@ -147,13 +165,14 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     LR tensor are reduced once per group, in group order, as torch does.
     Reading ``best``, ``num_bad_epochs``, ``cooldown_counter``, ``in_cooldown``, assigning one of them,
     ``state_dict()``, ``load_state_dict()`` and pickling read the device state back (a sync); ``get_last_lr()``
-    does not.
+    does not (its clones of the LR tensors are made when it is read).
 
-    A tensor metric with any Python float LR (or a non-floating LR tensor, or ``min_lrs`` of another length
-    than the param groups): no decision made on the device could reach a float LR without a sync, so this does
-    exactly what torch does, ``float(metrics)`` (a host sync for a GPU tensor) and the core call. A CPU metric
-    with LR tensors elsewhere takes that path too (reading a CPU tensor waits for no device); a metric on an
-    accelerator with an LR tensor on another device raises ValueError.
+    A tensor metric with any Python float LR: no decision made on the device could reach a float LR without a
+    sync, so this does exactly what torch does, ``float(metrics)`` (a host sync for a GPU tensor) and the core
+    call. So do a non-floating LR tensor or one that requires grad, and ``min_lrs`` of another length than the
+    param groups (torch replaces or refuses it only when a reduction is due). A CPU metric with LR tensors
+    elsewhere takes that path too (reading a CPU tensor waits for no device); a metric on an accelerator with an
+    LR tensor on another device raises ValueError.
 
     ``patience`` and ``cooldown`` are counts: a fractional ``patience`` acts as its floor and a
     fractional ``cooldown`` as its ceiling (what torch's comparisons amount to), stored as integers.
@@ -236,10 +255,12 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     # ---- step
     def step(self, metrics: Any, epoch: Any = None) -> None:  # type: ignore[override]
         """Perform a step."""
+        d = self.__dict__
         groups = self.optimizer.param_groups
         layout = self._device_layout(metrics, groups) if isinstance(metrics, Tensor) else None
         if layout is None:
-            self._to_host()
+            if _DEVICE in d:
+                self._to_host()
             current = float(metrics)
         if epoch is None:
             epoch = self.last_epoch + 1
@@ -247,7 +268,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
         if layout is None:
-            self._last_lr = _core.plateau_step(self.__dict__, groups, current, Tensor)
+            d["_last_lr"] = _core.plateau_step(d, groups, current, Tensor)  # no device state: nothing pending
         else:
             self._device_step(metrics, layout)
 
@@ -262,8 +283,9 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
         if rule is not None and rule.layout is not None and rule.layout.matches(lrs):
             if rule.device == metric.device:
                 return rule.layout
-        if not all(isinstance(lr, Tensor) and lr.is_floating_point() and lr.numel() == 1 for lr in lrs):
-            return None
+        if not all(isinstance(lr, Tensor) and lr.is_floating_point() and lr.numel() == 1 and not lr.requires_grad
+                   for lr in lrs):
+            return None  # torch's path: its errors, when it has any, come when it has something to write
         device = metric.device
         other = next((lr.device for lr in lrs if lr.device != device), None)
         if other is not None:
@@ -308,7 +330,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
                self.eps, tuple(min_lrs))
         if key != rule.key or rule.config is None or rule.min_lrs is None:
             rule.config = self._plateau_config()
-            rule.min_lrs = torch.tensor([float(m) for m in min_lrs], dtype=F64).to(rule.device)
+            rule.min_lrs = _on_device([float(m) for m in min_lrs], F64, rule.device)
             rule.key = key
         return rule.config, rule.min_lrs
 
@@ -325,6 +347,9 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
             for u, g in layout.rounds:
                 reduced = plateau_reduce(config, due, new.index_select(0, u), min_lrs.index_select(0, g))
                 new = new.index_copy(0, u, reduced)
+                for dtype, mask in layout.narrow:
+                    stored = new.to(dtype).to(F64)
+                    new = stored if mask is None else torch.where(mask, stored, new)
         if len(views) == 1:
             views[0].copy_(new[0])
         else:
