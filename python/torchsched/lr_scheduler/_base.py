@@ -360,6 +360,10 @@ class _Core(_LastLR):
                 self._closed_stepper = _make_stepper(self._compile_closed_form(groups), None)
             return
         self._bind_lr_storage(groups)
+        if self._has_closed_form and any(isinstance(b, Tensor) for b in self.base_lrs):
+            # tensor base LRs are read now, not at the first closed-form step (a milestone of SequentialLR,
+            # deep in training): a tensor read is a sync on a GPU
+            self._closed_stepper = _make_stepper(self._compile_closed_form(groups), _params_device(self.optimizer))
 
     def _bind_lr_storage(self, groups: list[dict[str, Any]]) -> None:
         """Tells the host engine where the LRs live: the group dicts (floats), one CPU buffer it writes in place
