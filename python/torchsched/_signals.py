@@ -28,8 +28,9 @@ from . import _validate as check
 from ._validate import Emitter as Schedule
 
 F64 = torch.float64
-#: The average-gradient rule's CPU fast path (one core call per rule instead of ~30 tensor ops); the tests
-#: turn it off to check that the tensor path, the one other devices run, gives the same bits.
+#: The CPU fast paths, where reading a tensor waits for nothing: the average-gradient rule in one core call
+#: per rule (instead of ~30 tensor ops), and the drop-in ReduceLROnPlateau's float path for a CPU tensor
+#: metric. The tests turn them off to run, on the CPU, the tensor code other devices run.
 CPU_FAST_PATH = True
 REDUCTIONS = ("mean", "sum", "max", "min")
 

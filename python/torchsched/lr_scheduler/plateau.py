@@ -16,6 +16,7 @@ from torch.optim import lr_scheduler as _tl
 
 from .. import _core
 from .. import _validate as check
+from .. import _signals
 from .._signals import F64, PlateauConfig, PlateauState, plateau_reduce, plateau_update
 from ._base import EPOCH_DEPRECATION_WARNING, LRScheduler, _refuse_cpu_lrs_for_cuda_params
 from ._state import restored_on_error
@@ -253,8 +254,8 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
             super().load_state_dict({k: v for k, v in state_dict.items() if k != _DEVICE})
 
     # ---- step
-    def step(self, metrics: Any, epoch: Any = None) -> None:  # type: ignore[override]
-        """Perform a step."""
+    def _plateau_python_step(self, metrics: Any, epoch: Any = None) -> None:
+        """step() when the C-level step does not take it: a tensor metric, an epoch, device mode."""
         d = self.__dict__
         groups = self.optimizer.param_groups
         layout = self._device_layout(metrics, groups) if isinstance(metrics, Tensor) else None
@@ -268,7 +269,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
         if layout is None:
-            d["_last_lr"] = _core.plateau_step(d, groups, current, Tensor)  # no device state: nothing pending
+            _core.plateau_step(d, groups, current, Tensor)  # sets _last_lr; no device state: nothing pending
         else:
             self._device_step(metrics, layout)
 
@@ -276,6 +277,8 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
         """The LR layout when this step runs on the metric's device, None for the float path."""
         if metric.numel() != 1 or metric.is_complex() or metric.dtype == torch.bool:
             return None  # float() gives torch's value or torch's error
+        if metric.device.type == "cpu" and _signals.CPU_FAST_PATH:
+            return None  # reading a CPU tensor waits for nothing: the core's float path, torch's speed
         if len(self.min_lrs) != len(groups):
             return None  # torch replaces or refuses min_lrs only when a reduction is due
         lrs = [group["lr"] for group in groups]
@@ -360,3 +363,6 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
 
 # torch's signature and docstring for inspect/help (applied here: mypy rejects a decorated __init__)
 functools.update_wrapper(ReduceLROnPlateau.__init__, _tl.ReduceLROnPlateau.__init__)
+# the float path in C: a Python number or (CPU fast path) a CPU tensor, no epoch, no device state; everything
+# else calls _plateau_python_step
+ReduceLROnPlateau.step = _core.plateau_step_method(ReduceLROnPlateau, Tensor, _signals)  # type: ignore[method-assign]
