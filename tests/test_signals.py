@@ -370,3 +370,36 @@ def test_the_counter_counts() -> None:
         bool(t > 1)
         torch.nonzero(t.reshape(1))
     assert counter.count >= 3, counter.ops
+
+
+def test_a_thousand_drop_in_steps_with_plateau_and_gradscaler_skips_never_sync(monkeypatch: Any) -> None:
+    """The drop-in way: torch's classes (warmup then cosine in a SequentialLR, and ReduceLROnPlateau fed the
+    loss as a tensor) on a fused optimizer with a tensor LR, GradScaler skipping every 97th step. The plateau
+    rule runs the device code a GPU metric runs (on the CPU it would read the metric where it lies)."""
+    from torchsched import _signals
+    from torchsched import lr_scheduler as L
+
+    monkeypatch.setattr(_signals, "CPU_FAST_PATH", False)
+    model = _model()
+    opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(1e-2), fused=True)
+    warm = L.LinearLR(opt, start_factor=0.01, total_iters=50)
+    schedule = L.SequentialLR(opt, [warm, L.CosineAnnealingLR(opt, T_max=950)], milestones=[50])
+    plateau = L.ReduceLROnPlateau(opt, patience=20, factor=0.5)
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0, growth_interval=10)
+    xs = torch.randn(1000, 8, 3, generator=torch.Generator().manual_seed(0))
+    lr_tensor = opt.param_groups[0]["lr"]
+    with SyncCounter() as counter:
+        for k in range(1000):
+            opt.zero_grad()
+            loss = model(xs[k]).pow(2).mean()
+            if k % 97 == 96:
+                loss = loss * math.inf
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            schedule.step()
+            plateau.step(loss.detach())
+    assert counter.count == 0, counter.ops
+    assert opt.param_groups[0]["lr"] is lr_tensor
+    assert "_plateau_device" in plateau.__dict__  # the rule ran on the device
+    assert plateau.num_bad_epochs >= 0 and math.isfinite(float(lr_tensor))
