@@ -403,3 +403,28 @@ def test_a_thousand_drop_in_steps_with_plateau_and_gradscaler_skips_never_sync(m
     assert opt.param_groups[0]["lr"] is lr_tensor
     assert "_plateau_device" in plateau.__dict__  # the rule ran on the device
     assert plateau.num_bad_epochs >= 0 and math.isfinite(float(lr_tensor))
+
+
+def test_signal_state_saves_with_torch_save_and_loads_weights_only(tmp_path: Any) -> None:
+    model = _model(1)
+    spec = S.cosine(100) * S.plateau(patience=0) * S.average_gradient()
+    wrapped = torchsched.wrap(torch.optim.SGD(model.parameters(), lr=0.1), spec)
+    for k, m in enumerate([1.0, 2.0, 0.5]):
+        wrapped.zero_grad()
+        model(torch.full((2, 3), 0.1 * (k + 1))).sum().backward()
+        wrapped.step()
+        wrapped.observe(m)
+    torch.save(wrapped.state_dict(), tmp_path / "ckpt.pt")
+    loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    other = torchsched.wrap(torch.optim.SGD(model.parameters(), lr=0.1), spec)
+    other.load_state_dict(loaded)
+    assert other.get_last_lr() == wrapped.get_last_lr()
+
+
+def test_a_new_multiplier_keeps_the_plateau_factor() -> None:
+    wrapped = torchsched.wrap(torch.optim.SGD(_param_groups(_model(), [0.2, 0.2])), S.plateau(patience=0))
+    wrapped.observe(1.0)
+    wrapped.observe(2.0)  # reduced: factor 0.1
+    assert wrapped.get_last_lr() == pytest.approx([0.02, 0.02])
+    wrapped.set_multiplier(1, 0.5)
+    assert wrapped.get_last_lr() == pytest.approx([0.02, 0.01])
