@@ -442,7 +442,7 @@ class CudaEngine:
         self._host.core.set_signals(int(self._signal_host.ctypes.data), slots)  # checks the slot count
         self._signals = factors
         self._signal_args = (int(factors.data_ptr()), slots)
-        self._host.rewrite()
+        self.write()  # the device LRs with the table's factors (a rebuild carries factors other than 1)
 
     def sync_signals(self) -> None:
         """Copies the factor table to the host (a sync, by design) and recomputes the mirror with it."""
