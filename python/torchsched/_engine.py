@@ -8,6 +8,7 @@ core, and keeps the owning objects alive for as long as the core may write to th
 from __future__ import annotations
 
 import math
+import operator
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -19,6 +20,7 @@ from . import _validate as check
 from ._program import compile_many
 
 FLOAT32, FLOAT64 = 0, 1
+_LR_OF = operator.itemgetter("lr")  # group -> group['lr'], at C speed in map()
 
 
 def buffer_pointer(out: Any, count: int, *, name: str = "out") -> tuple[int, int]:
@@ -222,7 +224,8 @@ class HostBinding:
     ``install(groups)`` (puts the current LRs, and the LR tensors, into the group dicts without advancing),
     ``advance(groups, found_inf)`` (one step for every group in one core call unless ``found_inf`` is
     non-zero; returns whether it advanced), ``advancer(groups)`` (a no-argument callable doing the same
-    with no ``found_inf``), ``lrs()`` (host mirror, floats).
+    with no ``found_inf``), ``lrs()`` (host mirror, floats). The host binding also offers ``foreign(groups)``
+    (which group's LR something else wrote, if any).
     """
 
     def __init__(self, engine: Engine, tensor_groups: Sequence[bool], dtype: torch.dtype) -> None:
@@ -240,6 +243,8 @@ class HostBinding:
             self.buffer = torch.zeros(self._count, dtype=dtype)
             self._ptr, self._code = buffer_pointer(self.buffer, self._count, name="LR buffer")
             self.views = [self.buffer[g] if t else None for g, t in enumerate(tensor_groups)]
+            self._held = self.buffer.numpy()  # the same memory, for foreign()
+            self._tensor_idx = np.flatnonzero(np.asarray(tensor_groups, dtype=bool))
 
     def install(self, groups: list[dict[str, Any]]) -> None:
         if self._mode == "dicts":
@@ -306,3 +311,37 @@ class HostBinding:
 
     def lrs(self) -> list[float]:
         return self._core.lrs()
+
+    def foreign(self, groups: list[dict[str, Any]]) -> int | None:
+        """The first group whose ``'lr'`` is not what this binding last stored there (another float, another
+        object than its LR tensor, or its LR tensor holding another value), else None. One pass at C speed
+        in the common modes (all floats, all tensors); a Python loop for a mixed optimizer."""
+        try:
+            held = list(map(_LR_OF, groups))
+        except KeyError:
+            held = [g.get("lr") for g in groups]
+        if self._mode == "dicts":
+            if len(held) >= 64:  # numpy's fixed cost pays off from here on
+                try:  # value equality with the mirror: the float the core stored, or an equal number
+                    if np.array_equal(np.fromiter(held, np.float64, len(held)), self._core.mirror()):
+                        return None
+                except (TypeError, ValueError):
+                    pass
+            lrs = self._core.lrs()
+            if held == lrs:
+                return None
+            return next((g for g, (h, v) in enumerate(zip(held, lrs)) if type(h) is not float or h != v), None)
+        views = self.views
+        if self._mode == "tensors":
+            if not all(map(operator.is_, held, views)):
+                return next(g for g, (h, v) in enumerate(zip(held, views)) if h is not v)
+        else:
+            lrs = self._core.lrs()
+            for g, (h, v) in enumerate(zip(held, views)):
+                if (h is not v) if v is not None else (type(h) is not float or h != lrs[g]):
+                    return g
+        # in place: a fill_ the binding did not make (the core rounds the mirror to the buffer's dtype)
+        idx = self._tensor_idx
+        stored = self._core.mirror()[idx].astype(self._held.dtype)
+        wrong = np.flatnonzero(self._held[idx] != stored)
+        return int(idx[wrong[0]]) if wrong.size else None

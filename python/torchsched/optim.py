@@ -4,11 +4,40 @@ The wrapper owns an engine that holds the step counter and one (base LR x multip
 group. Each successful :meth:`ScheduledOptimizer.step` runs the wrapped optimizer's step, then advances the
 schedule for every group in **one** call into the compiled core:
 
-- **tensor LRs**: when the optimizer reads its LR from a tensor (``fused=True`` Adam/AdamW/SGD/Adagrad, or
-  ``capturable=True`` Adam/AdamW), each such group gets its own 0-d tensor, a view into one engine buffer,
-  and the core writes them all in place. No two groups share a tensor (torch's default ``lr=`` tensor,
-  shared by every group that does not set its own, is replaced).
+- **tensor LRs**: a group gets its own 0-d tensor, a view into one engine buffer that the core writes in
+  place, when the optimizer reads its LR from a tensor on the params' device (``fused=True``
+  Adam/AdamW/SGD/Adagrad, or ``capturable=True`` Adam/AdamW), when the group's ``'lr'`` already is a tensor
+  (the user's choice, kept on every optimizer that accepts one: all of ``torch.optim`` except Adam/AdamW with
+  ``foreach=True`` and not capturable, which torch refuses), and on every accepting group with
+  ``wrap(..., tensor_lrs=True)``. The buffer lives on the params' device for fused/capturable groups and on
+  the CPU otherwise (a non-fused optimizer reads the LR with ``.item()``: from CPU memory, that waits for
+  no device). No two groups share a tensor (torch's default ``lr=`` tensor, shared by every group that does
+  not set its own, is replaced). An LR that stays a tensor is what ``torch.compile`` wants: a new float
+  each step would be a new guard value.
 - **float LRs**: otherwise the core stores a Python float into every group's ``'lr'``.
+
+**One owner for the LRs.** The wrapper is the one writer of its groups' ``'lr'``; a second schedule on the
+same groups would silently win (torch schedulers write after the optimizer step). For frameworks that want an
+``(optimizer, scheduler)`` pair, :meth:`ScheduledOptimizer.scheduler` returns a
+``torch.optim.lr_scheduler.LRScheduler`` view whose ``step()`` changes nothing. Anything else is detected:
+
+- a torch LR scheduler (any ``LRScheduler`` subclass, the drop-ins included) built on the wrapper raises
+  :class:`ScheduleConflictError` as it is built (torch patches the optimizer's ``step``, which the wrapper
+  sees); one built on the wrapped optimizer, or on another wrapper around the wrapper (Accelerate's), raises
+  it at the next ``step()``, by the ``'initial_lr'`` key torch adds to every group. An error, not a warning:
+  a second schedule means the run trains on an LR sequence nobody asked for (the HF Trainer's own
+  ``LambdaLR`` trains a warmup spec at LR 0), and it is a wiring mistake with one fix.
+- any other write into a group's ``'lr'`` (a hand edit, a non-torch scheduler such as timm's): the wrapper
+  compares what the groups hold with what it stored (the same tensor object, or the same float; on the CPU
+  also the LR buffer's values) at the first two steps after wrap (and after every load or group change),
+  then every :data:`CHECK_EVERY` steps, always before the optimizer's update; it warns once per wrapper with
+  :class:`ScheduleConflictWarning` and puts the schedule's LRs back. A scheduler that writes at construction
+  or after each step is thus caught before any update uses its LR. A warning here: the write may be
+  deliberate and one-off, and the schedule is restored either way. Between checks a value written by hand
+  can be used for a step; do not rely on it.
+
+The checks ride on the step's existing proof window (:class:`LrGuard` tickets), so a step pays nothing for
+them but one check per :data:`CHECK_EVERY` steps (a loop over the groups).
 
 A step that raises does not advance. A step that a :class:`torch.amp.GradScaler` skips does not advance
 either: the scaler does not call ``step()`` for ordinary optimizers, and for the fused ones it sets
@@ -24,7 +53,8 @@ optimizers), and wrap() refuses float LRs on CUDA params for these rules. On the
 LR of group g after k steps: ``group['lr'] (at wrap time) * multiplier_g * schedule_g(k)``, so after
 :func:`wrap` the groups hold ``schedule(0)`` (the torch convention). A group's multiplier comes from the
 ``multipliers=`` option, else from its ``'lr_multiplier'`` key (what :func:`torchsched.param_groups` sets),
-else 1.
+else 1; then, unless ``lr_scale=False``, it is multiplied by the group's ``'lr_scale'`` key when there is one
+(timm's layer-decay key: timm's schedulers store ``scheduled_lr * group['lr_scale']``).
 
 Invariants, each kept in one place here:
 
@@ -47,7 +77,9 @@ Invariants, each kept in one place here:
 from __future__ import annotations
 
 import numbers
+import sys
 import warnings
+import weakref
 from itertools import repeat
 from typing import Any, Callable, Mapping, Sequence
 
@@ -55,29 +87,70 @@ import torch
 
 from . import _validate as check
 from ._engine import LR_LIMIT_FLOAT32, LR_LIMIT_FLOAT64, Engine, HostBinding, LrGuard
+from ._scheduler_view import SchedulerView
 from ._signals import SignalBank, check_reduce, signal_leaves
 from .schedules import Schedule
 
-__all__ = ["wrap", "ScheduledOptimizer", "MULTIPLIER_KEY"]
+__all__ = ["wrap", "ScheduledOptimizer", "SchedulerView", "MULTIPLIER_KEY", "LR_SCALE_KEY", "CHECK_EVERY",
+           "ScheduleConflictError", "ScheduleConflictWarning"]
 
 
 #: The param-group key :func:`wrap` reads a group's LR multiplier from (set by :func:`torchsched.param_groups`).
 MULTIPLIER_KEY = "lr_multiplier"
+#: timm's per-group LR factor (layer decay), honoured by :func:`wrap` unless ``lr_scale=False``.
+LR_SCALE_KEY = "lr_scale"
+#: A wrapper checks that nothing else wrote its groups' LRs at its first two steps, then every this many steps.
+CHECK_EVERY = 64
 _STATE_KEY = "torchsched"
 _STATE_VERSION = 1
+_TORCH_MARK = "initial_lr"  # what torch's LRScheduler.__init__ adds to every group
+
+
+class ScheduleConflictError(RuntimeError):
+    """A torch LR scheduler was attached to a wrapped optimizer (a second schedule on the same LRs)."""
+
+
+class ScheduleConflictWarning(UserWarning):
+    """Something other than the wrapper wrote a param group's ``'lr'``; the wrapper put its LR back."""
+
+
+_FIX = ("wrap() advances the schedule inside optimizer.step() and owns the groups' LRs. Where a framework wants "
+        "a scheduler, pass wrapped.scheduler() (HF Trainer: optimizers=(wrapped, wrapped.scheduler()); "
+        "Lightning: return it from configure_optimizers; Accelerate: prepare it with the optimizer); or keep "
+        "the torch scheduler and use torchsched.lr_scheduler's drop-in classes on the plain optimizer instead "
+        "of wrap()")
 
 
 # ---- which groups read a tensor LR ---------------------------------------------------------------
 
 def _reads_tensor_lr(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> bool:
-    """True when ``optimizer`` reads this group's LR as a tensor: fused Adam/AdamW/SGD/Adagrad, or
-    capturable Adam/AdamW (torch 2.x; foreach without capturable does not accept a tensor LR)."""
+    """True when ``optimizer`` reads this group's LR as a tensor on the params' device: fused
+    Adam/AdamW/SGD/Adagrad, or capturable Adam/AdamW (torch 2.x)."""
     fused = bool(group.get("fused"))
     if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
         return fused or bool(group.get("capturable"))
     if isinstance(optimizer, (torch.optim.SGD, torch.optim.Adagrad)):
         return fused
     return False
+
+
+def _refuses_tensor_lr(optimizer: torch.optim.Optimizer, group: Mapping[str, Any]) -> bool:
+    """True where torch refuses a tensor LR: Adam/AdamW with an explicit ``foreach=True``, neither fused nor
+    capturable (torch 2.13; with ``foreach=None`` they fall back to the single-tensor loop instead, and every
+    other ``torch.optim`` optimizer takes one, checked on the CPU)."""
+    return (isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)) and bool(group.get("foreach"))
+            and not group.get("capturable") and not group.get("fused"))
+
+
+def _foreign_on_device(binding: Any, groups: list[dict[str, Any]]) -> int | None:
+    """``HostBinding.foreign`` for a device binding, without reading device memory (no sync): the group
+    whose ``'lr'`` is not the binding's LR tensor, or not the float it stored."""
+    lrs = binding.lrs()
+    for g, (group, view) in enumerate(zip(groups, binding.views)):
+        lr = group.get("lr")
+        if (lr is not view) if view is not None else (type(lr) is not float or lr != lrs[g]):
+            return g
+    return None
 
 
 def _group_label(index: int, group: Mapping[str, Any]) -> str:
@@ -198,12 +271,14 @@ class ScheduledOptimizer(torch.optim.Optimizer):
     ``param_groups``, ``state`` and ``defaults`` are the wrapped optimizer's; other attributes are read from
     and written to it (so ``GradScaler``'s ``grad_scale``/``found_inf`` reach it). ``optimizer`` is the wrapped
     optimizer. Do not call the wrapped optimizer's ``step()`` directly: the schedule would not advance.
+    :meth:`scheduler` is its ``LRScheduler`` view; no other scheduler may drive its LRs (see the module
+    docstring).
     """
 
     # torch.optim.Optimizer.__init__ is not called: this object owns no params or state of its own.
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *,
                  multipliers: Any = None, schedules: Any = None, lr_dtype: torch.dtype | None = None,
-                 process_group: Any = None) -> None:
+                 process_group: Any = None, tensor_lrs: bool = False, lr_scale: bool = True) -> None:
         if isinstance(optimizer, ScheduledOptimizer):
             raise TypeError("optimizer is already wrapped (a ScheduledOptimizer); give per-group schedules with "
                             "schedules= instead of wrapping twice")
@@ -214,6 +289,9 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         dtype = torch.float32 if lr_dtype is None else lr_dtype
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"lr_dtype must be torch.float32 or torch.float64, got {lr_dtype!r}")
+        for name, flag in (("tensor_lrs", tensor_lrs), ("lr_scale", lr_scale)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {check.shown(flag)}")
         groups = optimizer.param_groups
         if not groups:
             raise ValueError("optimizer has no param groups")
@@ -233,6 +311,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         d["_process_group"] = process_group
         d["_bank"] = None
         d["_reads_gradients"] = False
+        d["_tensor_lrs"] = tensor_lrs
+        d["_lr_scale"] = lr_scale
+        d["_view"] = None  # a weak reference to the scheduler view, once made
+        d["_warned"] = False  # one ScheduleConflictWarning per wrapper
         for i, group in enumerate(groups):
             self._describe(i, group)
         self._rebuild(step=0)
@@ -258,13 +340,25 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         else:
             what = f"the multiplier for {label}"
         mult_f = _lr_number(what, mult)
-        tensor = _reads_tensor_lr(self._optimizer, group)
-        device = _group_device(index, group) if tensor else torch.device("cpu")
+        if self._lr_scale and LR_SCALE_KEY in group:
+            # timm multiplies the scheduled LR by lr_scale whatever else scales it: so here, on top
+            mult_f = _lr_number(what, mult_f * _lr_number(f"{label}['{LR_SCALE_KEY}']", group[LR_SCALE_KEY]))
+        opt = self._optimizer
+        native = _reads_tensor_lr(opt, group)
+        tensor = native
+        if not native and (self._tensor_lrs or isinstance(group["lr"], torch.Tensor)):
+            if not _refuses_tensor_lr(opt, group):
+                tensor = True
+            elif self._tensor_lrs:
+                raise ValueError(f"tensor_lrs=True, but {label} of {type(opt).__name__} has foreach=True without "
+                                 "capturable: torch refuses a tensor LR there; set foreach=False (or None), or "
+                                 "capturable=True")
+            # else: the user's tensor LR on a group torch would refuse it on becomes a float, as before
+        device = _group_device(index, group) if native else torch.device("cpu")
         if tensor and device.type == "cuda":
             # here, not inside torch at the first step(): a fused group refuses a float64 LR, for one
             from ._cuda import _optimizer_kind, check_group_flags
 
-            opt = self._optimizer
             check_group_flags(index, dict(group), _optimizer_kind(opt), type(opt).__name__, self._dtype)
         self._schedules.append(sched)
         self._base_lrs.append(base)
@@ -304,9 +398,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if elsewhere:
             raise ValueError(
                 f"the schedules hold signal-driven rules (plateau, average_gradient), whose state lives on the "
-                f"params' device, but groups with params on {elsewhere[0]} hold float LRs: a float can only follow "
-                "a device decision through a host sync every step. Give those groups tensor LRs the optimizer reads "
-                "in place (fused=True, or capturable=True for Adam/AdamW)")
+                f"params' device, but groups with params on {elsewhere[0]} hold host LRs (floats, or CPU LR tensors a "
+                "non-fused optimizer reads): those can only follow a device decision through a host sync every step. "
+                "Give those groups tensor LRs the optimizer reads in place (fused=True, or capturable=True for "
+                "Adam/AdamW)")
         labels = [_group_label(i, groups[i] if i < len(groups) else {}) for i in range(len(scales))]
         bank = SignalBank(leaves, scales, device, labels)
         if self._bank is not None:
@@ -324,29 +419,87 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         d["_binding"] = binding
         d["_guard"] = guard
         d["_tickets"] = repeat(True, 0)  # one per advance proven safe from the engine's step on (_prove_ahead)
+        d["_proven_to"] = -1  # the last step the guard proved (none yet)
+        d["_recheck"] = 1  # steps to the second writers' check: a scheduler that writes after each step shows there
         d["_advance"] = binding.advancer(groups)
         d["_groups"] = groups
         d["_count"] = len(groups)
+        marked = [_TORCH_MARK in g for g in groups]  # a torch scheduler adds it to every group; these had it
+        d["_marked"] = marked
+        d["_probe"] = marked.index(False) if False in marked else -1  # one unmarked group tells
 
     def _rebuild(self, step: int) -> None:
         """(Re)makes the engine for the current groups at ``step`` and installs the LRs into the groups."""
         self._install(*self._prepare(step))
 
     def _prove_ahead(self) -> None:
-        """Proves the next advances (at least one) store finite LRs and hands out one ticket per advance,
-        the one being taken included; raises, before anything changes, at the step limit or when the very
-        next advance would store a non-finite LR."""
+        """Checks that nothing else wrote the groups' LRs, proves the next advances (at least one) store
+        finite LRs and hands out one ticket per advance, the one being taken included, at most
+        :data:`CHECK_EVERY` (so the writers' check comes back that often); raises, before anything changes,
+        at the step limit, on a torch scheduler attached, or when the very next advance would store a
+        non-finite LR."""
         # the host's step, never a sync: a CUDA engine's may run ahead of the device (skipped steps), never
         # behind it, and every step up to it was proven on the way, so the proof stays sound
         step = int(self._binding.engine.step)
         if step >= check.STEP_LIMIT:
             raise OverflowError(f"step(): the schedule is at step {step}, the step limit (2**62); it cannot "
                                 "advance, and the optimizer was not stepped")
-        try:
-            proven = self._guard.check(step + 1, min(LrGuard.WINDOW, check.STEP_LIMIT - step))
-        except ValueError as e:
-            raise ValueError(f"step(): {e}; the optimizer was not stepped and the LRs stay") from None
-        self.__dict__["_tickets"] = repeat(True, proven - 1)
+        self._check_writers()
+        proven_to = self._proven_to
+        if proven_to <= step:  # the window is spent (the engine's step only grows between installs)
+            try:
+                proven = self._guard.check(step + 1, min(LrGuard.WINDOW, check.STEP_LIMIT - step))
+            except ValueError as e:
+                raise ValueError(f"step(): {e}; the optimizer was not stepped and the LRs stay") from None
+            proven_to = step + proven
+            self.__dict__["_proven_to"] = proven_to
+        d = self.__dict__
+        d["_tickets"] = repeat(True, min(proven_to - step, self._recheck) - 1)
+        d["_recheck"] = CHECK_EVERY
+
+    # ---- other writers of the LRs
+    def _check_writers(self) -> None:
+        """Raises :class:`ScheduleConflictError` when a torch scheduler marked a group since the last install;
+        warns (once per wrapper) and puts the schedule's LRs back when a group's ``'lr'`` is not what the
+        wrapper stored."""
+        groups = self._optimizer.param_groups
+        binding = self._binding
+        probe = self._probe
+        if probe >= 0 and _TORCH_MARK in groups[probe]:
+            raise ScheduleConflictError(
+                f"step(): {_group_label(probe, groups[probe])} gained an '{_TORCH_MARK}' key: a torch LR scheduler "
+                f"was built on this wrapped optimizer (or on what wraps it), and it would overwrite the wrapper's "
+                f"LRs after every step. {_FIX}. The optimizer was not stepped")
+        find = getattr(binding, "foreign", None)
+        odd = find(groups) if find is not None else _foreign_on_device(binding, groups)
+        if odd is None:
+            return
+        binding.install(groups)
+        if not self._warned:
+            self.__dict__["_warned"] = True
+            warnings.warn(
+                f"{_group_label(odd, groups[odd])}'s 'lr' was written by something other than the wrapper (a hand "
+                f"edit, or another LR scheduler): the wrapper put the schedule's LR back and overwrites such "
+                f"writes (this warning is given once). {_FIX}", ScheduleConflictWarning, stacklevel=4)
+
+    def _torch_scheduler_attached(self, value: Any) -> None:
+        """torch's LRScheduler.__init__ is patching this wrapper's ``step``: refuse it (and drop the
+        ``'initial_lr'`` keys it just added, so a caught error leaves the groups as they were)."""
+        name = "a torch LR scheduler"
+        frame: Any = sys._getframe(2)  # __setattr__ <- patch_track_step_called <- LRScheduler.__init__
+        for _ in range(3):
+            if frame is None:
+                break
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, torch.optim.lr_scheduler.LRScheduler):
+                name = type(owner).__name__
+                break
+            frame = frame.f_back
+        for marked, group in zip(self._marked, self._optimizer.param_groups):
+            if not marked:
+                group.pop(_TORCH_MARK, None)
+        raise ScheduleConflictError(f"{name} is being attached to a wrapped optimizer: it would overwrite the "
+                                    f"wrapper's LRs after every step. {_FIX}")
 
     def _resync(self, groups: list[dict[str, Any]]) -> None:
         """The wrapped optimizer's groups changed behind the wrapper (its own ``add_param_group`` or
@@ -467,7 +620,12 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         """The wrapped optimizer's state dict plus a ``'torchsched'`` entry: the schedule's step, base LRs and
         multipliers (plain ints, floats and strings: loads with ``torch.load(weights_only=True)``)."""
         sd = dict(self._optimizer.state_dict())
-        sd[_STATE_KEY] = {
+        sd[_STATE_KEY] = self._schedule_entry()
+        return sd
+
+    def _schedule_entry(self) -> dict[str, Any]:
+        """The ``'torchsched'`` entry of :meth:`state_dict` (the scheduler view's whole state)."""
+        entry: dict[str, Any] = {
             "version": _STATE_VERSION,
             "step": _engine_step(self._binding),
             "base_lrs": list(self._base_lrs),
@@ -475,8 +633,63 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             "schedules": [repr(s) for s in self._schedules],
         }
         if self._bank is not None:
-            sd[_STATE_KEY]["signals"] = self._bank.state_dict()
-        return sd
+            entry["signals"] = self._bank.state_dict()
+        return entry
+
+    def _plan_entry(self, ours: Any) -> tuple[Any, LrGuard, SignalBank | None, list[float], list[float], Any]:
+        """Checks a ``'torchsched'`` entry (None: keep the current step) and builds what loading it installs;
+        changes nothing."""
+        step, base, mult = _engine_step(self._binding), list(self._base_lrs), list(self._multipliers)
+        if ours is not None:
+            ours = self._check_state(ours, self._count)
+            step, base, mult = ours["step"], ours["base_lrs"], ours["multipliers"]
+        try:
+            binding, guard, bank = self._prepare(step, base, mult)
+            signals = ours.get("signals") if ours is not None else None
+            if signals is not None:
+                if bank is None:
+                    raise ValueError(f"state_dict['{_STATE_KEY}'] holds signal-rule state, but the schedules "
+                                     "have no signal-driven rule")
+                bank.load_state_dict(signals, f"state_dict['{_STATE_KEY}']['signals']")
+        except ValueError as e:
+            raise ValueError(f"load_state_dict: {e}") from None
+        return binding, guard, bank, base, mult, (ours.get("schedules") if ours is not None else None)
+
+    def _commit_entry(self, base: list[float], mult: list[float], saved_schedules: Any) -> None:
+        self._base_lrs[:] = base
+        self._multipliers[:] = mult
+        if saved_schedules is not None and list(saved_schedules) != [repr(s) for s in self._schedules]:
+            warnings.warn("the state dict was saved with different schedules; its step is loaded into "
+                          "the current ones", UserWarning, stacklevel=3)
+
+    def _load_schedule_entry(self, ours: Any) -> None:
+        """Loads a ``'torchsched'`` entry alone (the scheduler view's ``load_state_dict``): the step, base LRs,
+        multipliers and signal state, atomically; the wrapped optimizer's state is left as it is."""
+        opt = self._optimizer
+        if opt.param_groups is not self._groups or len(opt.param_groups) != self._count:
+            self._resync(opt.param_groups)
+        binding, guard, bank, base, mult, saved = self._plan_entry(ours)
+        self._install(binding, guard, bank)
+        self._commit_entry(base, mult, saved)
+
+    def _host_step(self) -> int:
+        """The schedule's step as the host knows it (no device sync; see :attr:`last_step`)."""
+        return int(self._binding.engine.step)
+
+    def scheduler(self) -> SchedulerView:
+        """This wrapper as a ``torch.optim.lr_scheduler.LRScheduler``, for frameworks that want an
+        ``(optimizer, scheduler)`` pair: the same object every call (while it is referenced).
+
+        Its ``step()`` changes nothing (this wrapper advances in its own ``step()``), its ``get_last_lr()``
+        reads the host mirror, and its ``state_dict()`` is this wrapper's ``'torchsched'`` entry, so that
+        optimizer and scheduler checkpoints load in either order. See :class:`SchedulerView`.
+        """
+        ref = self.__dict__["_view"]
+        view = ref() if ref is not None else None
+        if view is None:  # a weak reference: the view holds the wrapper, not the other way round
+            view = SchedulerView(self)
+            self.__dict__["_view"] = weakref.ref(view)
+        return view
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Loads the wrapped optimizer's state and the schedule's step, base LRs and multipliers, then puts
@@ -500,20 +713,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
                              f"{self._count}")
         if not isinstance(sd.get("state"), Mapping):
             raise ValueError(f"state_dict['state'] must be a dict, got {check.shown(sd.get('state'))}")
-        step, base, mult = _engine_step(self._binding), self._base_lrs, self._multipliers
-        if ours is not None:
-            ours = self._check_state(ours, self._count)
-            step, base, mult = ours["step"], ours["base_lrs"], ours["multipliers"]
-        try:
-            binding, guard, bank = self._prepare(step, base, mult)
-            signals = ours.get("signals") if ours is not None else None
-            if signals is not None:
-                if bank is None:
-                    raise ValueError(f"state_dict['{_STATE_KEY}'] holds signal-rule state, but the schedules "
-                                     "have no signal-driven rule")
-                bank.load_state_dict(signals, f"state_dict['{_STATE_KEY}']['signals']")
-        except ValueError as e:
-            raise ValueError(f"load_state_dict: {e}") from None
+        binding, guard, bank, base, mult, saved = self._plan_entry(ours)
         kept = opt.__dict__.get("state"), opt.__dict__.get("param_groups")
         try:
             opt.load_state_dict(sd)  # checks param counts and sizes; replaces the group dicts
@@ -521,12 +721,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         except BaseException:
             opt.__dict__["state"], opt.__dict__["param_groups"] = kept
             raise
-        self._base_lrs[:] = base
-        self._multipliers[:] = mult
-        saved = ours.get("schedules") if ours is not None else None
-        if saved is not None and list(saved) != [repr(s) for s in self._schedules]:
-            warnings.warn("the state dict was saved with different schedules; its step is loaded into "
-                          "the current ones", UserWarning, stacklevel=2)
+        self._commit_entry(base, mult, saved)
 
     @staticmethod
     def _check_state(ours: Any, count: int) -> dict[str, Any]:
@@ -582,7 +777,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
 
     @property
     def multipliers(self) -> list[float]:
-        """Each group's LR multiplier."""
+        """Each group's LR multiplier (its ``'lr_scale'`` included, when honoured)."""
         return list(self._multipliers)
 
     @property
@@ -591,7 +786,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         return getattr(self._binding, "buffer", None)
 
     def set_multiplier(self, group: int, value: float) -> None:
-        """Changes one group's multiplier from now on (its LR is rewritten at the current step)."""
+        """Changes one group's multiplier from now on (its LR is rewritten at the current step). ``value`` is
+        the whole multiplier: a group's ``'lr_scale'`` is not applied again."""
         if isinstance(group, bool) or not isinstance(group, numbers.Integral) or not 0 <= group < self._count:
             raise ValueError(f"group must be a param group index in 0..{self._count - 1}, got {group!r}")
         groups = self._optimizer.param_groups
@@ -640,6 +836,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
     def __setattr__(self, name: str, value: Any) -> None:
         # Names the wrapper class defines (methods, properties) stay here; anything else (GradScaler's
         # grad_scale and found_inf, flags tools set on optimizers) goes to the wrapped optimizer.
+        if name == "step" and getattr(value, "_wrapped_by_lr_sched", False):
+            self._torch_scheduler_attached(value)
         if hasattr(type(self), name) or name in self.__dict__:
             object.__setattr__(self, name, value)
         else:
@@ -662,7 +860,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
 
 
 def wrap(optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *, multipliers: Any = None,
-         schedules: Any = None, lr_dtype: torch.dtype | None = None, process_group: Any = None) -> ScheduledOptimizer:
+         schedules: Any = None, lr_dtype: torch.dtype | None = None, process_group: Any = None,
+         tensor_lrs: bool = False, lr_scale: bool = True) -> ScheduledOptimizer:
     """Wraps ``optimizer`` so that each successful ``step()`` also advances ``schedule`` for every group.
 
     Args:
@@ -672,15 +871,33 @@ def wrap(optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *, 
             entry per group, or ``callable(group_index, group) -> float``. Groups it does not cover use their
             ``'lr_multiplier'`` key, else 1.
         schedules: per-group schedules, given the same ways; groups it does not cover use ``schedule``.
-        lr_dtype: dtype of the LR tensors for optimizers that read tensor LRs (default float32, what fused
-            kernels read; float64 keeps a CPU optimizer's LR in double precision).
+        lr_dtype: dtype of the LR tensors (default float32, what fused kernels read; float64 keeps a CPU
+            optimizer's LR in double precision).
         process_group: the torch.distributed group the signal-driven rules agree over (metrics fed to
             :meth:`ScheduledOptimizer.observe`, the average gradient); default: the default group.
+        tensor_lrs: give every group a tensor LR (a 0-d view of the engine's buffer, filled in place), also on
+            optimizers that would take a float, e.g. to keep ``torch.compile`` from guarding on the LR's
+            value. Without it a group keeps the kind it has: a tensor ``'lr'`` stays a tensor on every
+            optimizer that accepts one, a float stays a float, except on fused or capturable groups, which
+            always get tensors on the params' device. Groups torch refuses a tensor LR on (Adam/AdamW with
+            ``foreach=True``, not capturable) raise with ``tensor_lrs=True``, and otherwise hold a float.
+        lr_scale: honour timm's per-group ``'lr_scale'`` key as timm's schedulers do (default True): the
+            group's LR is ``base LR * multiplier * lr_scale * schedule``, where the multiplier is whichever of
+            ``multipliers=``, ``'lr_multiplier'`` or 1 applies; ``lr_scale`` multiplies it, it does not
+            replace it. (If you passed timm's ``lr_scale`` values as ``multipliers=`` by hand, drop them or
+            pass ``lr_scale=False``.) The product is the group's multiplier from then on (``multipliers``,
+            ``set_multiplier``, the state dict).
 
     Returns:
         A :class:`ScheduledOptimizer`: ``isinstance(w, torch.optim.Optimizer)`` holds, and it has the wrapped
         optimizer's ``param_groups``, ``state``, ``zero_grad``, ``add_param_group``, plus ``get_last_lr()``;
-        its ``state_dict()`` carries the schedule's step.
+        its ``state_dict()`` carries the schedule's step. ``w.scheduler()`` is its ``LRScheduler`` view, for
+        frameworks that take an ``(optimizer, scheduler)`` pair.
+
+    The wrapper owns the groups' LRs: a torch LR scheduler attached to it raises
+    :class:`ScheduleConflictError` (when built on the wrapper, or at the next step), and any other write into a
+    group's ``'lr'`` is undone with one :class:`ScheduleConflictWarning` (checked at the first two steps,
+    then every :data:`CHECK_EVERY` steps). See the module docstring for why one raises and the other warns.
     """
     return ScheduledOptimizer(optimizer, schedule, multipliers=multipliers, schedules=schedules, lr_dtype=lr_dtype,
-                              process_group=process_group)
+                              process_group=process_group, tensor_lrs=tensor_lrs, lr_scale=lr_scale)
