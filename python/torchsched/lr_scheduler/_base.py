@@ -17,6 +17,7 @@ from .. import _validate as check
 from .._cuda_optim import refuse_cpu_lr_for_cuda_params
 from ._cuda_stepper import DeviceProgram, _CudaStepper, _make_stepper, _scheduler_program, _write_on_device
 from ._spec import _Spec
+from . import _torch_compat as compat
 from ._state import restored_on_error, state_holders
 from ._step import (
     StepDecision, StepKind, _group_lrs, _like, _store, _store_momentum, _tensor_binding, decide_lrs, decide_step,
@@ -113,6 +114,7 @@ class _LastLR(LRScheduler):
     _last_lr_value: list[Any] | None  # _last_lr once built
     _last_lr_source: Any          # a scheduler whose get_last_lr() is ours once read
     _copies_source_last_lr = False  # copy the source's list (ChainedScheduler) or share it (SequentialLR)
+    _is_initial = False  # torch's flag of the constructor's step, where the installed torch has none (_torch_compat)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls)
@@ -261,6 +263,11 @@ class _Core(_LastLR):
         """True where torch's get_lr leaves the LR unchanged in the constructor's initial step."""
         return False
 
+    def _keeps_lr_unflagged(self, t: Any) -> bool:
+        """The same for a torch without the initial-step flag (_torch_compat.INITIAL_FLAG), whose get_lr tests
+        last_epoch instead."""
+        return False
+
     def _check_like_torch(self, t: Any) -> None:
         """Raises what torch's get_lr would raise at this step (configurations the core cannot mirror)."""
 
@@ -313,7 +320,8 @@ class _Core(_LastLR):
     def _runs_torch_code(self) -> bool:
         """True where the steps run torch's own get_lr (exact, O(groups) in Python) rather than the core: no param
         groups (the core needs one), or what the class's hook says (a state the core does not model)."""
-        return not self.optimizer.param_groups
+        groups = self.optimizer.param_groups
+        return not groups or compat.base_lrs_alias_groups(self.__dict__.get("base_lrs", ()), groups)
 
     def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
         super()._check_state(owner, state)
@@ -375,7 +383,9 @@ class _Core(_LastLR):
         if all(type(v) is float or type(v) is int or isinstance(v, float) for v in lrs):
             ts.bind_floats()
         elif lrs and all(isinstance(v, Tensor) for v in lrs):
-            binding = _tensor_binding(groups, lrs)
+            # where torch's lists alias the groups' tensors (_torch_compat.CLONES_LRS), their identity shows
+            # (initial_lr after SequentialLR, get_last_lr()): the LRs stay the user's tensors, filled in place
+            binding = _tensor_binding(groups, lrs, replace=compat.CLONES_LRS)
             if binding is None:
                 ts.unbind()
             else:
@@ -386,10 +396,11 @@ class _Core(_LastLR):
             ts.unbind()
 
     def _build_last_lr(self) -> list[Any]:
-        values = self._stepper.lrs()
         if self._lr_buffer_dtype is None:
-            return values
-        return list(torch.tensor(values, dtype=self._lr_buffer_dtype).unbind(0))
+            return self._stepper.lrs()
+        if not compat.CLONES_LRS:  # torch's _last_lr is the groups' tensors themselves (the bound views)
+            return compat.group_lrs(self.optimizer.param_groups)
+        return list(torch.tensor(self._stepper.lrs(), dtype=self._lr_buffer_dtype).unbind(0))
 
     def _group_keys_edited(self, groups: list[dict[str, Any]]) -> bool:
         """A group key the program was compiled from was edited since: recompile, as torch reads it each step."""
@@ -412,6 +423,10 @@ class _Core(_LastLR):
         """Initialize step counts and perform the initial step (torch's, with the core)."""
         self._step_count = 0
         self._needs_recompile = True
+        if not compat.INITIAL_FLAG:  # torch keeps no flag (nor a state_dict key): get_lr tests last_epoch
+            self.step()
+            self._get_lr_called_within_step = False
+            return
         self._is_initial = True
         try:
             self.step()
@@ -426,19 +441,22 @@ class _Core(_LastLR):
             self._recompile()
         if self._step_count == 1:
             if not hasattr(self.optimizer.step, "_wrapped_by_lr_sched"):
-                warnings.warn(_OVERRIDDEN_STEP_WARNING, UserWarning, stacklevel=2)
+                compat.warn_like_torch(compat.OVERRIDDEN, _OVERRIDDEN_STEP_WARNING, stacklevel=2)
             elif not getattr(self.optimizer, "_opt_called", False):
-                warnings.warn(_CALL_ORDER_WARNING, UserWarning, stacklevel=2)
+                compat.warn_like_torch(compat.CALL_ORDER, _CALL_ORDER_WARNING, stacklevel=2)
         self._step_count += 1
         if epoch is not None:
-            warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+            compat.warn_like_torch(compat.EPOCH, EPOCH_DEPRECATION_WARNING, stacklevel=2)
         self._update_lr(epoch)
 
     def _update_lr(self, epoch: Any = None) -> None:
+        if (not compat.CLONES_LRS and self._rule_in_core and self._lr_buffer_dtype is None
+                and compat.base_lrs_alias_groups(self.__dict__.get("base_lrs", ()), self.optimizer.param_groups)):
+            self._invalidate_program()  # a group's LR became a base LR tensor (older torch): torch's code from now
         if self._needs_recompile:
             self._recompile()
         if not self._rule_in_core:  # a subclass overrides get_lr: torch's Python path
-            _tl.LRScheduler._update_lr(self, epoch)
+            compat.torch_update_lr(self, epoch)
             return
         self._write_step(decide_step(self, epoch))
 

@@ -13,6 +13,7 @@ from torch.optim import lr_scheduler as _tl
 from .. import _validate as check
 from .._program import Code
 from ..schedules import Schedule
+from . import _torch_compat as compat
 from ._base import _ClosedForm, _Core
 from ._spec import _PREV, _SCALE, _base, _leaf, _schedule_or_input, _Spec
 
@@ -91,11 +92,15 @@ class MultiplicativeLR(_Lambdas, _Core, _tl.MultiplicativeLR):
         n = len(groups)
         leaves = [_schedule_or_input(lambdas[g]) if g < len(lambdas) else _leaf(Code.TORCH_INPUT) for g in range(n)]
         fns = [None if (g >= len(lambdas) or isinstance(lambdas[g], Schedule)) else lambdas[g] for g in range(n)]
+        # without torch's initial-step flag, t <= 0 keeps the LRs: a state loaded below 0 steps in Python
         return _Spec(leaves, combine=_PREV, fns=fns if any(f is not None for f in fns) else None,
-                     fast=len(lambdas) == n)
+                     fast=len(lambdas) == n and (compat.INITIAL_FLAG or self.last_epoch >= -1))
 
     def _keeps_initial_lr(self, t: Any) -> bool:
         return True
+
+    def _keeps_lr_unflagged(self, t: Any) -> bool:
+        return t <= 0
 
     def _check_like_torch(self, t: Any) -> None:
         groups = self.optimizer.param_groups
@@ -234,13 +239,16 @@ class ExponentialLR(_ClosedForm, _Core, _tl.ExponentialLR):
     _hyperparameters = ("gamma",)
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
-        return _Spec([_leaf(Code.TORCH_EXPONENTIAL, self.gamma, 1.0)] * len(groups))
+        return _Spec([_leaf(Code.TORCH_EXPONENTIAL, self.gamma, compat.CHAIN_AT_0)] * len(groups))
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
         return _Spec([_leaf(Code.TORCH_EXPONENTIAL_CLOSED, _base(self, g), self.gamma) for g in range(len(groups))])
 
     def _keeps_initial_lr(self, t: Any) -> bool:
         return True
+
+    def _keeps_lr_unflagged(self, t: Any) -> bool:
+        return t == 0
 
 
 class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
@@ -253,7 +261,7 @@ class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
         return self.total_iters == 0 or self.power < 0
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
-        return _Spec([_leaf(Code.TORCH_POLYNOMIAL, self.total_iters, self.power, 1.0)] * len(groups),
+        return _Spec([_leaf(Code.TORCH_POLYNOMIAL, self.total_iters, self.power, compat.CHAIN_AT_0)] * len(groups),
                      fast=not self._hazard())
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
@@ -262,6 +270,9 @@ class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
 
     def _keeps_initial_lr(self, t: Any) -> bool:
         return True
+
+    def _keeps_lr_unflagged(self, t: Any) -> bool:
+        return t == 0
 
     def _check_like_torch(self, t: Any) -> None:
         if self._hazard() and not t > self.total_iters:
@@ -286,7 +297,7 @@ class CosineAnnealingLR(_ClosedForm, _Core, _tl.CosineAnnealingLR):
         # torch's rule depends on T_max only through cos(pi t / T_max) and multiples of 2 T_max: a
         # negative T_max acts as its absolute value; 0 raises ZeroDivisionError in _check_like_torch first.
         T = abs(self.T_max) if self.T_max != 0 else 1.0
-        return _Spec([_leaf(Code.TORCH_COSINE, _base(self, g), self.eta_min, T, 1.0) for g in range(n)],
+        return _Spec([_leaf(Code.TORCH_COSINE, _base(self, g), self.eta_min, T, compat.CHAIN_AT_0) for g in range(n)],
                      fast=not hazard)
 
     def _compile_closed_form(self, groups: list[dict[str, Any]]) -> _Spec:
@@ -295,6 +306,9 @@ class CosineAnnealingLR(_ClosedForm, _Core, _tl.CosineAnnealingLR):
 
     def _keeps_initial_lr(self, t: Any) -> bool:
         return True
+
+    def _keeps_lr_unflagged(self, t: Any) -> bool:
+        return t == 0
 
     def _closed_form_now(self) -> bool:
         return not self._is_initial and self._step_count == 1 and self.last_epoch > 0

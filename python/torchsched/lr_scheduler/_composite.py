@@ -6,6 +6,7 @@ from bisect import bisect_right
 
 from torch.optim import lr_scheduler as _tl
 
+from . import _torch_compat as compat
 from ._base import _Core, _LastLR
 from ._step import _group_lrs
 
@@ -24,7 +25,7 @@ class SequentialLR(_LastLR, _tl.SequentialLR):
         idx = bisect_right(milestones, t)
         scheduler = self._schedulers[idx]
         if idx > 0 and milestones[idx - 1] == t:
-            scheduler._update_lr(0)
+            compat.milestone_step(scheduler)
         else:
             scheduler.step()
         self._last_lr_value = None

@@ -13,6 +13,7 @@ from torch.optim import swa_utils as _swa_utils
 
 from .. import _validate as check
 from .._program import Builder, Code
+from . import _torch_compat as compat
 from ._base import _Core
 from ._cuda_stepper import DeviceProgram, _locate_clock
 from ._spec import _BETAS, _MOMENTUM, _NO_MOMENTUM, _base, _leaf, _Spec
@@ -306,15 +307,19 @@ class SWALR(_Core, _swa_utils.SWALR):
     ``anneal_epochs`` (cos or linear), then holds it. Runs in the core; ``swa_lr`` comes from the groups,
     as in torch: editing it between steps takes effect at the next step (which recompiles the program)."""
 
-    _compiled_params = ("base_lrs", "anneal_epochs", "_anneal_strategy")
+    _compiled_params = ("base_lrs", "anneal_epochs", compat.SWA_STRATEGY_KEY)
     _hyperparameters = ("anneal_epochs",)
 
     def _group_hyperparameters(self) -> tuple[str, ...]:
         return ("swa_lr",)
     _watches_group_keys = True
 
+    def _runs_torch_code(self) -> bool:
+        # an anneal function the core does not know (set by hand, or missing from a loaded state): torch's get_lr
+        return super()._runs_torch_code() or compat.swa_anneal_strategy(self) is None
+
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
-        linear = 1.0 if self._anneal_strategy == "linear" else 0.0
+        linear = 1.0 if compat.swa_anneal_strategy(self) == "linear" else 0.0
         return _Spec([_leaf(Code.TORCH_SWA, g["swa_lr"], self.anneal_epochs, linear) for g in groups], clock=1,
                      watch=("swa_lr",), groups=groups)
 

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from . import _torch_compat as compat
 from ._spec import _BUFFER_DTYPES
 
 
@@ -50,7 +51,10 @@ def decide_lrs(scheduler: Any, closed_form: bool) -> StepDecision:
     if closed_form or scheduler._closed_form_now():
         values = scheduler._closed_form_values(scheduler.last_epoch)
         return StepDecision(StepKind.CLOSED_FORM, scheduler._rule_clock(), values=values)
-    if scheduler._is_initial and scheduler._keeps_initial_lr(scheduler.last_epoch):
+    if compat.INITIAL_FLAG:
+        if scheduler._is_initial and scheduler._keeps_initial_lr(scheduler.last_epoch):
+            return StepDecision(StepKind.KEEP, scheduler._rule_clock())
+    elif scheduler._keeps_lr_unflagged(scheduler.last_epoch):
         return StepDecision(StepKind.KEEP, scheduler._rule_clock())
     t = scheduler._rule_clock()
     u = scheduler._second_clock()
@@ -62,15 +66,17 @@ def decide_lrs(scheduler: Any, closed_form: bool) -> StepDecision:
 # ---- the groups' LRs ---------------------------------------------------------------------------------
 
 def _group_lrs(groups: Sequence[dict[str, Any]]) -> list[Any]:
-    """torch's _param_groups_val_list for "lr": clones of tensors, never aliases."""
-    return [g["lr"].clone() if isinstance(g["lr"], Tensor) else g["lr"] for g in groups]
+    """torch's list of the groups' LRs (_param_groups_val_list): clones of tensors where the installed torch clones
+    them, the tensors themselves where it does not (_torch_compat.group_lrs)."""
+    return compat.group_lrs(groups)
 
 
-def _tensor_binding(groups: Sequence[dict[str, Any]],
-                    lrs: list[Tensor]) -> tuple[tuple[Tensor, ...], int, int, Any] | None:
+def _tensor_binding(groups: Sequence[dict[str, Any]], lrs: list[Tensor],
+                    replace: bool = True) -> tuple[tuple[Tensor, ...], int, int, Any] | None:
     """(views, address, dtype code, dtype) of one buffer holding every group's LR, binding the groups to
-    fresh views when they do not hold consecutive views of one buffer yet; None when the LRs cannot
-    live in a CPU buffer (another device, a non-float dtype, mixed dtypes, requires_grad, not 1 element)."""
+    fresh views when they do not hold consecutive views of one buffer yet (unless not ``replace``); None when
+    the LRs cannot live in a CPU buffer (another device, a non-float dtype, mixed dtypes, requires_grad, not 1
+    element)."""
     first = lrs[0]
     dtype = first.dtype
     code = _BUFFER_DTYPES.get(dtype)
@@ -85,6 +91,8 @@ def _tensor_binding(groups: Sequence[dict[str, Any]],
     if all(v.dim() == 0 and v.data_ptr() == base + g * size and v.untyped_storage().data_ptr() == storage
            for g, v in enumerate(lrs)):
         return tuple(lrs), base, code, dtype
+    if not replace:
+        return None
     buf = torch.empty(len(lrs), dtype=dtype)
     with torch.no_grad():
         for g, v in enumerate(lrs):
