@@ -633,3 +633,25 @@ def test_a_bad_lr_scale_is_refused_by_name(bad: float) -> None:
     with pytest.raises(ValueError, match=r"param group 1\['lr_scale'\]"):
         groups: list[dict[str, Any]] = [{"params": [params[0]]}, {"params": [params[1]], "lr_scale": bad}]
         wrap(torch.optim.SGD(groups, lr=0.1), SPEC)
+
+
+def test_the_view_reports_the_lr_a_step_used_until_it_is_stepped() -> None:
+    """The HF Trainer's order: optimizer.step(), log scheduler.get_last_lr(), scheduler.step(). As with a torch
+    scheduler, the logged LR is the one the optimizer step just used."""
+    from torchsched import wrap
+
+    model = torch.nn.Linear(2, 1)
+    wrapped = wrap(torch.optim.SGD(model.parameters(), lr=1.0), S.warmup(4) >> S.cosine(10))
+    view = wrapped.scheduler()
+    ref_opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+    spec = S.warmup(4) >> S.cosine(10)
+    ref = torch.optim.lr_scheduler.LambdaLR(ref_opt, lambda t: spec(t))
+    for _ in range(8):
+        used = [g["lr"] for g in wrapped.param_groups]
+        wrapped.step()
+        ref_opt.step()
+        assert view.get_last_lr() == used == pytest.approx(ref.get_last_lr(), rel=1e-15)
+        view.step()
+        ref.step()
+        assert view.get_last_lr() == [g["lr"] for g in wrapped.param_groups]
+        assert view.get_last_lr() == pytest.approx(ref.get_last_lr(), rel=1e-15)

@@ -35,7 +35,10 @@ class SchedulerView(LRScheduler):
     - ``last_epoch`` is the wrapper's step count and ``_step_count`` is one more, as for a torch scheduler
       stepped once per optimizer step; both follow the wrapper at every read. ``_step_count`` accepts writes
       and ignores them (Accelerate bumps it on accumulation steps that do not step the optimizer).
-    - ``get_last_lr()`` and ``get_lr()`` read the host mirror: Python floats, no device sync.
+    - ``get_last_lr()`` is what a torch scheduler's is: the LRs as they were at the view's last ``step()`` (or
+      its creation or load), so between the optimizer's step and the scheduler's (where the HF Trainer logs)
+      it still gives the LRs that step used. ``get_lr()`` gives the LRs the next optimizer step uses. Both
+      read the host mirror: Python floats, no device sync.
     - ``base_lrs`` is each group's base LR times its multiplier (the LR at schedule factor 1).
     - ``state_dict()`` is ``{'torchsched': entry}``, where ``entry`` is the same ``'torchsched'`` entry the
       wrapper's ``state_dict()`` carries (step, base LRs, multipliers, schedules, signal-rule state: plain
@@ -53,6 +56,7 @@ class SchedulerView(LRScheduler):
     def __init__(self, wrapper: Any) -> None:
         self.optimizer = wrapper
         self._wrapper: Any = wrapper  # the same object, typed as what it is (a ScheduledOptimizer)
+        self._seen: list[float] = wrapper.get_last_lr()  # the LRs at the view's last step()
 
     # ---- the step, always the wrapper's
     @property
@@ -83,11 +87,13 @@ class SchedulerView(LRScheduler):
         return self.get_last_lr()
 
     def step(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        """Nothing to do: the wrapped optimizer's ``step()`` already advanced the schedule."""
+        """Advances nothing (the wrapped optimizer's ``step()`` already did); takes note of the current LRs
+        for :meth:`get_last_lr`, as a torch scheduler's step does."""
+        self._seen = self._wrapper.get_last_lr()
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
-        """Every group's current LR (host mirror, Python floats; no device sync)."""
-        return self._wrapper.get_last_lr()
+        """Every group's LR as of the view's last ``step()`` (host mirror, Python floats; no device sync)."""
+        return list(self._seen)
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """The same as :meth:`get_last_lr`: the LRs the next optimizer step uses."""
@@ -104,6 +110,7 @@ class SchedulerView(LRScheduler):
                              f"'{VIEW_STATE_KEY}' entry), got {keys}; a torch scheduler's state does not carry the "
                              "wrapped optimizer's schedule")
         self._wrapper._load_schedule_entry(state_dict[VIEW_STATE_KEY])
+        self._seen = self._wrapper.get_last_lr()
 
     def __getstate__(self) -> Any:
         raise TypeError("a scheduler view cannot be pickled or copied; save its state_dict() instead")
