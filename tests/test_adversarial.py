@@ -585,3 +585,10 @@ def test_wrap_load_state_dict_is_atomic(corruptions: list[tuple[str, Any]]) -> N
         return
     assert all(math.isfinite(v) for v in w.get_last_lr())
     assert all(math.isfinite(float(g["lr"])) for g in w.param_groups)
+
+
+def test_one_cycle_names_final_div_factor_when_the_floor_overflows() -> None:
+    """Found by the fuzzer above: a denormal final_div_factor made the final LR inf, and the message named an
+    interpolation point instead of the argument."""
+    with pytest.raises(ValueError, match="final_div_factor=5e-324"):
+        S.one_cycle(100, final_div_factor=5e-324)

@@ -342,6 +342,9 @@ def one_cycle(total_steps: int, *, max: float = 1.0, pct_start: float = 0.3, div
     minimum = initial / check.positive("final_div_factor", final_div_factor)
     if not math.isfinite(initial):
         raise ValueError(f"max / div_factor overflows: max={max!r}, div_factor={div_factor!r}")
+    if not math.isfinite(minimum):
+        raise ValueError(f"max / div_factor / final_div_factor overflows: max={max!r}, div_factor={div_factor!r}, "
+                         f"final_div_factor={final_div_factor!r}")
     kind = ["cosine", "linear"][check.choice("anneal", anneal, ["cos", "linear"])]
     if three_phase:
         pts = [(0.0, initial), (pct * total - 1, peak), (2 * pct * total - 2, initial), (total - 1, minimum)]
