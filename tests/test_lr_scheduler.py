@@ -587,6 +587,11 @@ def python_steps(s: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 @pytest.mark.parametrize("name", CORE_STEPPED)
 def test_steady_state_steps_never_enter_python(name: str, lr_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """After the first step, step() is the C-level call: the Python slow path is not entered."""
+    from torchsched.lr_scheduler import _torch_compat
+
+    if lr_type != "float" and not _torch_compat.CLONES_LRS:
+        pytest.skip("this torch keeps the groups' own LR tensors (it does not clone them), so the twin fills them "
+                    "in place through the per-group path, as torch does")
     o = make_opt({"lrs": [0.1, 0.2], "lr_type": lr_type, "opt": "sgd"})
     s = ALL_BUILDERS[name](OURS, o)
     o.step()
@@ -800,7 +805,9 @@ def test_call_order_warnings(name: str) -> None:
         results.append((early, overridden))
     assert results[0] == results[1]
     (early, overridden), _ = results
-    assert early and "before `optimizer.step()`" in early[0][1] and early[0][2] == __file__
+    # where the warning points (the caller's line with torch 2.9+, torch's own file before) is compared with
+    # torch above; here only that it is the call-order warning
+    assert early and "before `optimizer.step()`" in early[0][1]
     assert overridden and "has been overridden" in overridden[0][1]
 
 
