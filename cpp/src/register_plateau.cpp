@@ -32,6 +32,8 @@ const Keys& keys() {
 
 PyObject* tensor_type = nullptr;  // torch.Tensor, set by plateau_step_method
 PyObject* signals_module = nullptr;  // torchsched._signals: its CPU_FAST_PATH switch
+bool fill_tensors = true;  // the installed torch fills a reduced tensor LR in place (else: assigns a float)
+bool clone_last = true;    // its _last_lr holds clones of tensor LRs (else: the groups' tensors themselves)
 
 // A metric the C step converts itself: a Python float or int, or (while the CPU fast path is on) a CPU
 // tensor, whose float() is a read of host memory, torch's own conversion. 1 yes, 0 no, -1 error.
@@ -97,7 +99,7 @@ void set(PyObject* d, PyObject* key, PyObject* value) {  // steals value
 // One ReduceLROnPlateau step for a metric already converted to float: plateau_update, then (when due) every
 // group's reduction and plateau_after_reduce, in torch's order; stores _last_lr (floats as stored; clones of
 // tensor LRs).
-void run_plateau(PyObject* d, PyObject* groups, double metric) {
+void run_plateau(PyObject* d, PyObject* groups, double metric, bool fills, bool clones) {
   const Keys& k = keys();
   if (!PyList_Check(groups)) throw py::type_error("param_groups must be a list");
   PlateauParams q{};
@@ -146,7 +148,8 @@ void run_plateau(PyObject* d, PyObject* groups, double metric) {
       const double min_lr = as_double(py::object(min_lrs[py::int_(g)]).ptr());
       double new_lr = old_lr;
       if (!plateau_reduced(q, old_lr, min_lr, &new_lr)) continue;
-      const bool tensor = PyObject_IsInstance(held.ptr(), tensor_type) == 1;
+      // torch before 2.13 puts the new LR into the group as a float, tensor or not
+      const bool tensor = fills && PyObject_IsInstance(held.ptr(), tensor_type) == 1;
       const LrDest dest{tensor ? LrHome::kTensor : LrHome::kDictFloat, s_lr, nullptr};
       PyObject* entry = tensor ? held.ptr() : nullptr;  // a float entry is looked up again by the store
       if (!store_group_lr(dest, group, g, entry, new_lr)) throw py::error_already_set();
@@ -160,7 +163,7 @@ void run_plateau(PyObject* d, PyObject* groups, double metric) {
   for (Py_ssize_t g = 0; g < G; ++g) {
     PyObject* v = item(PyList_GET_ITEM(groups, g), s_lr);
     PyObject* entry = nullptr;
-    if (PyFloat_CheckExact(v) || PyObject_IsInstance(v, tensor_type) != 1) {
+    if (!clones || PyFloat_CheckExact(v) || PyObject_IsInstance(v, tensor_type) != 1) {
       Py_INCREF(v);
       entry = v;
     } else {
@@ -222,7 +225,7 @@ PyObject* plateau_step_c(PyObject* self, PyObject* const* args, Py_ssize_t nargs
         if (groups != nullptr) {
           try {
             set(d, s_last_epoch, PyLong_FromLongLong(last_epoch + 1));
-            run_plateau(d, groups, metric);
+            run_plateau(d, groups, metric, fill_tensors, clone_last);
             Py_INCREF(Py_None);
             result = Py_None;
           } catch (py::error_already_set& e) {
@@ -258,25 +261,29 @@ PyMethodDef plateau_step_def = {
 void register_plateau(py::module_& m) {
   m.def(
       "plateau_step",
-      [](py::dict d, py::list groups, double metric, py::handle tensor) {
+      [](py::dict d, py::list groups, double metric, py::handle tensor, bool fills, bool clones) {
         tensor_type = tensor.ptr();
-        run_plateau(d.ptr(), groups.ptr(), metric);
+        run_plateau(d.ptr(), groups.ptr(), metric, fills, clones);
       },
-      py::arg("state"), py::arg("groups"), py::arg("metric"), py::arg("tensor_type"),
+      py::arg("state"), py::arg("groups"), py::arg("metric"), py::arg("tensor_type"), py::arg("fill_tensors") = true,
+      py::arg("clone_last") = true,
       "One ReduceLROnPlateau step on the scheduler's __dict__: update, reduce every group when due, set _last_lr.");
   m.def(
       "plateau_step_method",
-      [](py::handle cls, py::handle tensor, py::handle signals) {
+      [](py::handle cls, py::handle tensor, py::handle signals, bool fills, bool clones) {
         if (!PyType_Check(cls.ptr())) throw py::type_error("plateau_step_method needs a class");
         Py_INCREF(tensor.ptr());  // both kept for the life of the module
         Py_INCREF(signals.ptr());
         tensor_type = tensor.ptr();
         signals_module = signals.ptr();
+        fill_tensors = fills;
+        clone_last = clones;
         PyObject* descr = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &plateau_step_def);
         if (descr == nullptr) throw py::error_already_set();
         return py::reinterpret_steal<py::object>(descr);
       },
-      py::arg("cls"), py::arg("tensor_type"), py::arg("signals"),
+      py::arg("cls"), py::arg("tensor_type"), py::arg("signals"), py::arg("fill_tensors") = true,
+      py::arg("clone_last") = true,
       "The C-level step(self, metrics, epoch=None) of ReduceLROnPlateau (set it as the class's `step`).");
 }
 

@@ -34,6 +34,26 @@ UPDATE_LR: bool = callable(getattr(_tl.LRScheduler, "_update_lr", None))
 # a scheduler's get_last_lr() follows later in-place changes of the LRs (a second scheduler on the optimizer).
 CLONES_LRS: bool = callable(getattr(_tl, "_param_groups_val_list", None))
 
+
+
+def _plateau_fills_tensor_lrs() -> bool:
+    """Whether torch's ReduceLROnPlateau reduces a tensor LR in place (2.13 on) or puts a Python float in its
+    place (before): read off torch's own class, reducing a tiny optimizer's LR once."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=torch.tensor(1.0, dtype=torch.float64))
+    lr = opt.param_groups[0]["lr"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sched = _tl.ReduceLROnPlateau(opt, patience=0, factor=0.5)
+        sched.step(1.0)
+        sched.step(2.0)
+    return opt.param_groups[0]["lr"] is lr
+
+
+# ReduceLROnPlateau fills a tensor LR in place; older torch replaces it by a Python float when it reduces it (so
+# the drop-in's device mode, which must write the tensor, is off there, and the float path assigns floats).
+PLATEAU_FILLS_TENSOR_LRS: bool = _plateau_fills_tensor_lrs()
+
 # SWALR names its strategy (``_anneal_strategy``, state_dict without the bound anneal_func); older torch keeps
 # only ``anneal_func`` (one of two static methods), which state_dict then carries.
 SWA_STRATEGY_ATTR: bool = callable(getattr(_swa.SWALR, "_set_anneal_func", None))

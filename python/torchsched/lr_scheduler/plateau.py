@@ -17,6 +17,7 @@ from torch.optim import lr_scheduler as _tl
 from .. import _core
 from .. import _validate as check
 from .. import _signals
+from . import _torch_compat as compat
 from .._signals import F64, PlateauConfig, PlateauState, plateau_reduce, plateau_update
 from ._base import EPOCH_DEPRECATION_WARNING, LRScheduler, _refuse_cpu_lrs_for_cuda_params
 from ._state import restored_on_error
@@ -269,7 +270,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self.last_epoch = epoch
         if layout is None:
-            _core.plateau_step(d, groups, current, Tensor)  # sets _last_lr; no device state: nothing pending
+            _core.plateau_step(d, groups, current, Tensor, compat.PLATEAU_FILLS_TENSOR_LRS, compat.CLONES_LRS)  # sets _last_lr; no device state: nothing pending
         else:
             self._device_step(metrics, layout)
 
@@ -277,6 +278,8 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
         """The LR layout when this step runs on the metric's device, None for the float path."""
         if metric.numel() != 1 or metric.is_complex() or metric.dtype == torch.bool:
             return None  # float() gives torch's value or torch's error
+        if not compat.PLATEAU_FILLS_TENSOR_LRS:
+            return None  # this torch replaces a reduced tensor LR by a float: torch's path, torch's result
         if metric.device.type == "cpu" and _signals.CPU_FAST_PATH:
             return None  # reading a CPU tensor waits for nothing: the core's float path, torch's speed
         if len(self.min_lrs) != len(groups):
@@ -365,4 +368,5 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
 functools.update_wrapper(ReduceLROnPlateau.__init__, _tl.ReduceLROnPlateau.__init__)
 # the float path in C: a Python number or (CPU fast path) a CPU tensor, no epoch, no device state; everything
 # else calls _plateau_python_step
-ReduceLROnPlateau.step = _core.plateau_step_method(ReduceLROnPlateau, Tensor, _signals)  # type: ignore[method-assign]
+ReduceLROnPlateau.step = _core.plateau_step_method(  # type: ignore[method-assign]
+    ReduceLROnPlateau, Tensor, _signals, compat.PLATEAU_FILLS_TENSOR_LRS, compat.CLONES_LRS)
