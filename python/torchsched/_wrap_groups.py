@@ -154,3 +154,32 @@ def _check_spec(option: str, spec: Any, groups: Sequence[Mapping[str, Any]]) -> 
         raise TypeError(f"{option} must be a dict, a list or a callable(group_index, group), got {spec!r}")
     elif isinstance(spec, Sequence) and len(spec) != len(groups):
         raise ValueError(f"{option} has {len(spec)} entries for {len(groups)} param groups")
+
+
+def check_state_entry(ours: Any, count: int, key_name: str, version_read: int) -> dict[str, Any]:
+    """A wrapper state dict's own entry, checked whole before anything is loaded: step, base LRs and
+    multipliers (one per group), saved schedules, signal-rule state."""
+    where = f"state_dict['{key_name}']"
+    if not isinstance(ours, Mapping):
+        raise TypeError(f"{where} must be a dict, got {type(ours).__name__}")
+    missing = [k for k in ("version", "step", "base_lrs", "multipliers") if k not in ours]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}")
+    version = ours["version"]
+    if type(version) is not int or version != version_read:  # noqa: E721 - not a bool, not a tensor
+        raise ValueError(f"{where}['version'] is {check.shown(version)}; this torchsched reads version "
+                         f"{version_read} (saved by a newer torchsched, or not by torchsched)")
+    out: dict[str, Any] = {"step": check.counter_step(f"{where}['step']", ours["step"])}
+    saved = ours.get("schedules")
+    if saved is not None and not (isinstance(saved, (list, tuple)) and all(isinstance(x, str) for x in saved)):
+        raise ValueError(f"{where}['schedules'] must be a list of strings, got {check.shown(saved)}")
+    out["schedules"] = saved
+    out["signals"] = ours.get("signals")
+    for key in ("base_lrs", "multipliers"):
+        values = ours[key]
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"{where}['{key}'] must be a list, got {check.shown(values)}")
+        if len(values) != count:
+            raise ValueError(f"{where}['{key}'] has {len(values)} entries for {count} param groups")
+        out[key] = [_lr_number(f"{where}['{key}'][{i}]", v) for i, v in enumerate(values)]
+    return out

@@ -77,7 +77,6 @@ Invariants, each kept in one place here:
 from __future__ import annotations
 
 import numbers
-import sys
 import warnings
 import weakref
 from itertools import repeat
@@ -89,8 +88,10 @@ from . import _validate as check
 from ._engine import LR_LIMIT_FLOAT32, LR_LIMIT_FLOAT64, HostBinding, LrGuard
 from ._scheduler_view import SchedulerView
 from ._signals import SignalBank, check_reduce, signal_leaves
-from ._wrap_groups import (_check_spec, _engine_step, _foreign_on_device, _group_device, _group_label, _lookup,
-                           _lr_number, _make_binding, _reads_tensor_lr, _refuses_tensor_lr)
+from ._wrap_conflicts import (_TORCH_MARK, ScheduleConflictError, ScheduleConflictWarning, check_writers,
+                              refuse_torch_scheduler)
+from ._wrap_groups import (_check_spec, _engine_step, _group_device, _group_label, _lookup, _lr_number,
+                           _make_binding, _reads_tensor_lr, _refuses_tensor_lr, check_state_entry)
 from .schedules import Schedule
 
 __all__ = ["wrap", "ScheduledOptimizer", "SchedulerView", "MULTIPLIER_KEY", "LR_SCALE_KEY", "CHECK_EVERY",
@@ -105,22 +106,6 @@ LR_SCALE_KEY = "lr_scale"
 CHECK_EVERY = 64
 _STATE_KEY = "torchsched"
 _STATE_VERSION = 1
-_TORCH_MARK = "initial_lr"  # what torch's LRScheduler.__init__ adds to every group
-
-
-class ScheduleConflictError(RuntimeError):
-    """A torch LR scheduler was attached to a wrapped optimizer (a second schedule on the same LRs)."""
-
-
-class ScheduleConflictWarning(UserWarning):
-    """Something other than the wrapper wrote a param group's ``'lr'``; the wrapper put its LR back."""
-
-
-_FIX = ("wrap() advances the schedule inside optimizer.step() and owns the groups' LRs. Where a framework wants "
-        "a scheduler, pass wrapped.scheduler() (HF Trainer: optimizers=(wrapped, wrapped.scheduler()); "
-        "Lightning: return it from configure_optimizers; Accelerate: prepare it with the optimizer); or keep "
-        "the torch scheduler and use torchsched.lr_scheduler's drop-in classes on the plain optimizer instead "
-        "of wrap()")
 
 
 # ---- the wrapper ---------------------------------------------------------------------------------
@@ -304,7 +289,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         if step >= check.STEP_LIMIT:
             raise OverflowError(f"step(): the schedule is at step {step}, the step limit (2**62); it cannot "
                                 "advance, and the optimizer was not stepped")
-        self._check_writers()
+        check_writers(self)
         proven_to = self._proven_to
         if proven_to <= step:  # the window is spent (the engine's step only grows between installs)
             try:
@@ -318,49 +303,6 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         d["_recheck"] = CHECK_EVERY
 
     # ---- other writers of the LRs
-    def _check_writers(self) -> None:
-        """Raises :class:`ScheduleConflictError` when a torch scheduler marked a group since the last install;
-        warns (once per wrapper) and puts the schedule's LRs back when a group's ``'lr'`` is not what the
-        wrapper stored."""
-        groups = self._optimizer.param_groups
-        binding = self._binding
-        probe = self._probe
-        if probe >= 0 and _TORCH_MARK in groups[probe]:
-            raise ScheduleConflictError(
-                f"step(): {_group_label(probe, groups[probe])} gained an '{_TORCH_MARK}' key: a torch LR scheduler "
-                f"was built on this wrapped optimizer (or on what wraps it), and it would overwrite the wrapper's "
-                f"LRs after every step. {_FIX}. The optimizer was not stepped")
-        find = getattr(binding, "foreign", None)
-        odd = find(groups) if find is not None else _foreign_on_device(binding, groups)
-        if odd is None:
-            return
-        binding.install(groups)
-        if not self._warned:
-            self.__dict__["_warned"] = True
-            warnings.warn(
-                f"{_group_label(odd, groups[odd])}'s 'lr' was written by something other than the wrapper (a hand "
-                f"edit, or another LR scheduler): the wrapper put the schedule's LR back and overwrites such "
-                f"writes (this warning is given once). {_FIX}", ScheduleConflictWarning, stacklevel=4)
-
-    def _torch_scheduler_attached(self, value: Any) -> None:
-        """torch's LRScheduler.__init__ is patching this wrapper's ``step``: refuse it (and drop the
-        ``'initial_lr'`` keys it just added, so a caught error leaves the groups as they were)."""
-        name = "a torch LR scheduler"
-        frame: Any = sys._getframe(2)  # __setattr__ <- patch_track_step_called <- LRScheduler.__init__
-        for _ in range(3):
-            if frame is None:
-                break
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, torch.optim.lr_scheduler.LRScheduler):
-                name = type(owner).__name__
-                break
-            frame = frame.f_back
-        for marked, group in zip(self._marked, self._optimizer.param_groups):
-            if not marked:
-                group.pop(_TORCH_MARK, None)
-        raise ScheduleConflictError(f"{name} is being attached to a wrapped optimizer: it would overwrite the "
-                                    f"wrapper's LRs after every step. {_FIX}")
-
     def _resync(self, groups: list[dict[str, Any]]) -> None:
         """The wrapped optimizer's groups changed behind the wrapper (its own ``add_param_group`` or
         ``load_state_dict``): adopt new groups and put the engine's LRs back into the group dicts."""
@@ -501,7 +443,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         changes nothing."""
         step, base, mult = _engine_step(self._binding), list(self._base_lrs), list(self._multipliers)
         if ours is not None:
-            ours = self._check_state(ours, self._count)
+            ours = check_state_entry(ours, self._count, _STATE_KEY, _STATE_VERSION)
             step, base, mult = ours["step"], ours["base_lrs"], ours["multipliers"]
         try:
             binding, guard, bank = self._prepare(step, base, mult)
@@ -583,32 +525,6 @@ class ScheduledOptimizer(torch.optim.Optimizer):
             raise
         self._commit_entry(base, mult, saved)
 
-    @staticmethod
-    def _check_state(ours: Any, count: int) -> dict[str, Any]:
-        where = f"state_dict['{_STATE_KEY}']"
-        if not isinstance(ours, Mapping):
-            raise TypeError(f"{where} must be a dict, got {type(ours).__name__}")
-        missing = [k for k in ("version", "step", "base_lrs", "multipliers") if k not in ours]
-        if missing:
-            raise ValueError(f"{where} lacks {missing}")
-        version = ours["version"]
-        if type(version) is not int or version != _STATE_VERSION:  # noqa: E721 - not a bool, not a tensor
-            raise ValueError(f"{where}['version'] is {check.shown(version)}; this torchsched reads version "
-                             f"{_STATE_VERSION} (saved by a newer torchsched, or not by torchsched)")
-        out: dict[str, Any] = {"step": check.counter_step(f"{where}['step']", ours["step"])}
-        saved = ours.get("schedules")
-        if saved is not None and not (isinstance(saved, (list, tuple)) and all(isinstance(x, str) for x in saved)):
-            raise ValueError(f"{where}['schedules'] must be a list of strings, got {check.shown(saved)}")
-        out["schedules"] = saved
-        out["signals"] = ours.get("signals")
-        for key in ("base_lrs", "multipliers"):
-            values = ours[key]
-            if not isinstance(values, (list, tuple)):
-                raise ValueError(f"{where}['{key}'] must be a list, got {check.shown(values)}")
-            if len(values) != count:
-                raise ValueError(f"{where}['{key}'] has {len(values)} entries for {count} param groups")
-            out[key] = [_lr_number(f"{where}['{key}'][{i}]", v) for i, v in enumerate(values)]
-        return out
 
     # ---- the schedule
     def get_last_lr(self) -> list[float]:
@@ -697,7 +613,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         # Names the wrapper class defines (methods, properties) stay here; anything else (GradScaler's
         # grad_scale and found_inf, flags tools set on optimizers) goes to the wrapped optimizer.
         if name == "step" and getattr(value, "_wrapped_by_lr_sched", False):
-            self._torch_scheduler_attached(value)
+            refuse_torch_scheduler(self)
         if hasattr(type(self), name) or name in self.__dict__:
             object.__setattr__(self, name, value)
         else:
