@@ -19,7 +19,6 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -471,7 +470,3 @@ class SignalBank:
             for dest, src in zip(gstate.tensors().values(), ogstate.tensors().values()):
                 dest[:n].copy_(src[:n])
         self.factors[:n].copy_(old.factors[:n])
-
-    def host_factors(self) -> np.ndarray:
-        """The factor table on the host: a copy (a sync on a GPU)."""
-        return self.factors.detach().to("cpu").numpy().copy()
