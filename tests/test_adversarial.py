@@ -592,3 +592,51 @@ def test_one_cycle_names_final_div_factor_when_the_floor_overflows() -> None:
     interpolation point instead of the argument."""
     with pytest.raises(ValueError, match="final_div_factor=5e-324"):
         S.one_cycle(100, final_div_factor=5e-324)
+
+
+# ---- the drop-ins keep the same invariant: no non-finite LR stored, a refused step moves nothing --------
+
+def _lrs_of(opt: torch.optim.Optimizer) -> list[float]:
+    return [float(g["lr"]) for g in opt.param_groups]
+
+
+DROP_IN_OVERFLOWS = [
+    # (how the optimizer's LRs are held, the scheduler, the way step() is called)
+    ("float", lambda L, o: L.ExponentialLR(o, 1e10), "step"),
+    ("tensor", lambda L, o: L.ExponentialLR(o, 1e10), "step"),  # float32 LR tensors overflow first
+    ("float", lambda L, o: L.LambdaLR(o, lambda e: math.inf if e > 3 else 1.0), "step"),
+    ("float", lambda L, o: L.LambdaLR(o, lambda e: math.nan if e > 3 else 1.0), "step"),
+    ("float", lambda L, o: L.StepLR(o, 1, gamma=1e100), "epoch"),  # the closed form
+    ("float", lambda L, o: L.MultiplicativeLR(o, lambda e: 1e100), "step"),
+]
+
+
+@pytest.mark.parametrize("held,make,call", DROP_IN_OVERFLOWS,
+                         ids=["exponential", "exponential-tensor", "lambda-inf", "lambda-nan", "step-epoch",
+                              "multiplicative"])
+def test_a_drop_in_refuses_a_non_finite_lr_and_moves_nothing(held: str, make: Callable[[Any, Any], Any],
+                                                              call: str) -> None:
+    """torch stores inf or NaN here, and the next optimizer step turns the params into NaN; the twin refuses
+    the step with an error naming the class, and keeps every LR and counter as it was."""
+    from torchsched import lr_scheduler as L
+
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([{"params": [p], "lr": torch.tensor(0.5) if held == "tensor" else 0.5},
+                           {"params": [torch.nn.Parameter(torch.ones(1))],
+                            "lr": torch.tensor(0.25) if held == "tensor" else 0.25}])
+    twin = make(L, opt)
+    name = type(twin).__name__
+    for k in range(1, 200):
+        state = twin.last_epoch, twin._step_count, _lrs_of(opt), list(map(float, twin.get_last_lr()))
+        opt.step()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # step(epoch)'s deprecation warning
+                twin.step(k) if call == "epoch" else twin.step()
+        except ValueError as e:
+            assert isinstance(e, _core.NonFiniteLRError)
+            assert_clean(e, f"{name}: the LR of group")
+            assert (twin.last_epoch, twin._step_count, _lrs_of(opt), list(map(float, twin.get_last_lr()))) == state
+            return
+        assert all(math.isfinite(v) for v in _lrs_of(opt))
+    raise AssertionError("the schedule never overflowed: this case tests nothing")

@@ -4,7 +4,17 @@
 
 namespace torchsched::bindings {
 
+PyObject* non_finite_lr_error = nullptr;
+
 void register_stepper(py::module_& m) {
+  // A ValueError: the step was refused because an LR would not be finite, and nothing moved.
+  non_finite_lr_error = PyErr_NewExceptionWithDoc(
+      "torchsched._core.NonFiniteLRError",
+      "A scheduler step refused: an LR it computed is not finite (or overflows the LR tensors' float32), so "
+      "no LR, last_epoch or step count moved.",
+      PyExc_ValueError, nullptr);
+  if (non_finite_lr_error == nullptr) throw py::error_already_set();
+  m.attr("NonFiniteLRError") = py::reinterpret_borrow<py::object>(non_finite_lr_error);
   py::class_<Stepper>(m, "Stepper", "One drop-in scheduler's compiled program and LR storage (torchsched.lr_scheduler).")
       .def(py::init<const Program&, Int32Array, DoubleArray, int, Int32Array, int>(), py::arg("program"),
            py::arg("roots"), py::arg("scale"), py::arg("combine") = 0,
@@ -15,6 +25,7 @@ void register_stepper(py::module_& m) {
       .def_readwrite("fresh", &Stepper::fresh_)
       .def_readwrite("clock", &Stepper::clock_)
       .def_readwrite("max_step", &Stepper::max_step_)
+      .def_readwrite("owner", &Stepper::owner_)
       .def_readonly("uniform", &Stepper::uniform_)
       .def("set_callables", &Stepper::set_callables, py::arg("fns"), py::arg("mom_fns") = py::none(),
            py::arg("cycle_total") = 0.0)

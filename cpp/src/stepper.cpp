@@ -3,6 +3,7 @@
 #include "stepper.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -312,7 +313,33 @@ bool Stepper::call_all(const std::vector<py::object>& fns, double t, PyObject* t
   return ok;
 }
 
+// The one check of the drop-ins' invariant: a non-finite LR (or one a float32 LR buffer cannot hold) is
+// never stored. Every LR a Stepper gives, stored here or by Python, passes through evaluate_lrs.
+bool Stepper::refuse_non_finite(const double* out, double t) const {
+  const bool narrow = storage_ == kBuffer && dtype_ == DT_FLOAT32;
+  for (size_t g = 0; g < roots_.size(); ++g) {
+    const double v = out[g];
+    if (std::isfinite(v) && !(narrow && !std::isfinite(static_cast<float>(v)))) continue;
+    const std::string shown = std::isfinite(v) ? std::to_string(v) + " (beyond float32, the LR tensors' dtype)"
+                                               : (std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"));
+    char step[32];
+    std::snprintf(step, sizeof step, "%.17g", t);
+    PyErr_Format(non_finite_lr_error,
+                 "%s: the LR of group %zu would be %s at step %s; the step is refused and every LR, last_epoch and "
+                 "the step count stay as they were",
+                 owner_.c_str(), g, shown.c_str(), step);
+    return true;
+  }
+  return false;
+}
+
 bool Stepper::evaluate_lrs(double t, PyObject* t_obj, double u, const double* prev, double* out, bool* unchanged) {
+  if (!evaluate_lrs_unchecked(t, t_obj, u, prev, out, unchanged)) return false;
+  return !refuse_non_finite(out, t);
+}
+
+bool Stepper::evaluate_lrs_unchecked(double t, PyObject* t_obj, double u, const double* prev, double* out,
+                                     bool* unchanged) {
   const Op* ops = program_.ops();
   const double* aux = program_.aux();
   const size_t G = roots_.size();
@@ -456,17 +483,34 @@ PyObject* scheduler_step(PyObject* self, PyObject* const* args, Py_ssize_t nargs
           const double t = (st->clock_ == 1) ? static_cast<double>(scv) : static_cast<double>(lev + 1);
           if (st->ready(groups, t)) {
             slow = false;
+            Py_INCREF(sc);  // kept alive past the stores below, to restore them if the step is refused
+            Py_INCREF(le);
             PyObject* nsc = PyLong_FromLongLong(scv + 1);
             PyObject* nle = nsc ? PyLong_FromLongLong(lev + 1) : nullptr;
             if (nle == nullptr || PyDict_SetItem(d, s_step_count, nsc) != 0 || PyDict_SetItem(d, s_last_epoch, nle) != 0) {
               Py_XDECREF(nsc);
               Py_XDECREF(nle);
+              Py_DECREF(sc);
+              Py_DECREF(le);
               goto done;
             }
             const bool ok = st->run(groups, t, nle, NAN);
             Py_DECREF(nsc);
             Py_DECREF(nle);
-            if (!ok) goto done;
+            if (!ok) {
+              if (PyErr_ExceptionMatches(non_finite_lr_error)) {  // a refused step moves no counter; torch's
+                PyObject *err_type, *err_value, *err_tb;             // own errors move them, as in torch
+                PyErr_Fetch(&err_type, &err_value, &err_tb);
+                PyDict_SetItem(d, s_step_count, sc);
+                PyDict_SetItem(d, s_last_epoch, le);
+                PyErr_Restore(err_type, err_value, err_tb);
+              }
+              Py_DECREF(sc);
+              Py_DECREF(le);
+              goto done;
+            }
+            Py_DECREF(sc);
+            Py_DECREF(le);
             Py_INCREF(Py_None);
             result = Py_None;
           }

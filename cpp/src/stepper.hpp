@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "group_store.hpp"
@@ -56,6 +57,7 @@ class Stepper {
   bool fresh_ = false;    // the mirror holds the LRs of the latest step (the lazy _last_lr reads it)
   int clock_ = 0;         // 0: t = last_epoch; 1: t = _step_count - 1 (SWALR)
   double max_step_ = INFINITY;
+  std::string owner_ = "scheduler";  // the class name its errors start with
   bool uniform_ = false, muniform_ = false;
 
  private:
@@ -66,6 +68,8 @@ class Stepper {
   bool is_uniform(const std::vector<int32_t>& roots) const;
   bool call_all(const std::vector<py::object>& fns, double t, PyObject* t_obj);
   bool evaluate_lrs(double t, PyObject* t_obj, double u, const double* prev, double* out, bool* unchanged);
+  bool evaluate_lrs_unchecked(double t, PyObject* t_obj, double u, const double* prev, double* out, bool* unchanged);
+  bool refuse_non_finite(const double* out, double t) const;
   bool evaluate_momentum(double t, PyObject* t_obj, double u, double* out);
   bool store_momentum(PyObject* groups);
 
@@ -91,6 +95,9 @@ class Stepper {
   std::vector<py::object> wkeys_;  // watched group keys (interned) and their values, G x K
   std::vector<double> wvals_;
 };
+
+// torchsched._core.NonFiniteLRError (a ValueError), created when the module registers the Stepper.
+extern PyObject* non_finite_lr_error;
 
 // scheduler.step(epoch=None) as a method descriptor of `cls` (set it as the class's `step`).
 PyObject* scheduler_step_method(PyObject* cls);

@@ -15,6 +15,8 @@ FAMILY_FIELDS: tuple[str, ...]
 #: code_name, code, name, kind, params, positive, integer, optional, per_group, chains, torch_split, table.
 FAMILIES: tuple[tuple[str, int, str, str, tuple[str, ...], int, int, int, int, bool, bool, str], ...]
 
+class NonFiniteLRError(ValueError): ...
+
 def cos(x: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
 def built_with_cuda() -> bool: ...
 def cuda_architectures() -> tuple[str, ...]: ...
@@ -107,6 +109,7 @@ class Stepper:
     fresh: bool
     clock: int
     max_step: float
+    owner: str
     def __init__(
         self,
         program: Program,

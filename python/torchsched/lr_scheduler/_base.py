@@ -55,6 +55,14 @@ def _params_device(optimizer: Any) -> torch.device | None:
     return None
 
 
+def _name_engine(engine: Any, scheduler: Any) -> Any:
+    """Gives a host engine (or a CUDA stepper's host engine) the class name its errors start with."""
+    host = getattr(engine, "host", engine)
+    if isinstance(host, _core.Stepper):
+        host.owner = type(scheduler).__name__
+    return engine
+
+
 def _refuse_cpu_lrs_for_cuda_params(groups: Sequence[dict[str, Any]]) -> None:
     """Construction and rebinding: a CPU LR tensor with CUDA params is refused, as by wrap()."""
     for i, group in enumerate(groups):
@@ -360,18 +368,20 @@ class _Core(_LastLR):
         groups = self.optimizer.param_groups
         spec = self._compile_rule(groups)
         ts = _make_stepper(spec, _params_device(self.optimizer), groups, self)
+        _name_engine(ts, self)
         self._stepper = ts
         self._c_step_ok = spec.fast
         if type(ts) is _CudaStepper:
             self._lr_buffer_dtype = None
             if self._has_closed_form:  # built now: base_lrs are device tensors, read once here
-                self._closed_stepper = _make_stepper(self._compile_closed_form(groups), None)
+                self._closed_stepper = _name_engine(_make_stepper(self._compile_closed_form(groups), None), self)
             return
         self._bind_lr_storage(groups)
         if self._has_closed_form and any(isinstance(b, Tensor) for b in self.base_lrs):
             # tensor base LRs are read now, not at the first closed-form step (a milestone of SequentialLR,
             # deep in training): a tensor read is a sync on a GPU
-            self._closed_stepper = _make_stepper(self._compile_closed_form(groups), _params_device(self.optimizer))
+            self._closed_stepper = _name_engine(
+                _make_stepper(self._compile_closed_form(groups), _params_device(self.optimizer)), self)
 
     def _bind_lr_storage(self, groups: list[dict[str, Any]]) -> None:
         """Tells the host engine where the LRs live: the group dicts (floats), one CPU buffer it writes in place
@@ -444,10 +454,15 @@ class _Core(_LastLR):
                 compat.warn_like_torch(compat.OVERRIDDEN, _OVERRIDDEN_STEP_WARNING, stacklevel=2)
             elif not getattr(self.optimizer, "_opt_called", False):
                 compat.warn_like_torch(compat.CALL_ORDER, _CALL_ORDER_WARNING, stacklevel=2)
-        self._step_count += 1
         if epoch is not None:
             compat.warn_like_torch(compat.EPOCH, EPOCH_DEPRECATION_WARNING, stacklevel=2)
-        self._update_lr(epoch)
+        counters = self._step_count, self.last_epoch
+        self._step_count += 1
+        try:
+            self._update_lr(epoch)
+        except _core.NonFiniteLRError:  # a refused step moves no counter (torch's own errors do, as in torch)
+            self._step_count, self.last_epoch = counters
+            raise
 
     def _update_lr(self, epoch: Any = None) -> None:
         if (not compat.CLONES_LRS and self._rule_in_core and self._lr_buffer_dtype is None
@@ -507,8 +522,8 @@ class _Core(_LastLR):
     def _closed_form_values(self, t: Any) -> list[float]:
         self._check_closed_form_like_torch(t)
         if self._closed_stepper is None:
-            self._closed_stepper = _make_stepper(self._compile_closed_form(self.optimizer.param_groups),
-                                               _params_device(self.optimizer))
+            self._closed_stepper = _name_engine(_make_stepper(self._compile_closed_form(self.optimizer.param_groups),
+                                                              _params_device(self.optimizer)), self)
         return list(self._closed_stepper.compute(t))
 
     # ---- torch's public computing methods, core-backed
