@@ -21,7 +21,9 @@ optimizer advances once per optimizer step. So in 2 processes:
 - wrap, the spec sized in the prepared loader's 8 steps: step k uses the drop-in's LR, as Accelerate's
   convention has it.
 
-Both processes must use the same LRs.
+Both processes must use the same LRs, and the drop-in and the per-process-sized wrap, stopped after 4 steps,
+saved with ``accelerator.save_state`` in both processes and resumed into fresh objects with ``load_state``, must
+use the LRs of the run without a stop.
 
 Run: ``python examples/accelerate_loop.py`` (needs accelerate; CPU, a few seconds). Exits 0 when every check
 holds.
@@ -136,8 +138,31 @@ def worker(index: int, port: int, out: str) -> None:
         assert len(dl) == STEPS // PROCESSES, len(dl)
         train(accelerator, model, opt, sched, dl)
         result[label] = used
+    for label in ("drop-in", "wrap, sized per process"):  # stopped halfway, saved, resumed into fresh objects
+        result[label + ", resumed"] = resumed_in_two(runs[label], os.path.join(out, f"state-{label}"))
     with open(os.path.join(out, f"rank{index}.json"), "w") as f:
         json.dump(result, f)
+
+
+def resumed_in_two(run: tuple[str, S.Schedule], state: str) -> list[float]:
+    """The run of one way stopped after half of this process's steps, ``save_state`` (every process), then
+    fresh objects prepared by a fresh Accelerator and ``load_state``, and the rest: the LRs of both halves."""
+    way, schedule = run
+    half = STEPS // PROCESSES // 2
+    used: list[float] = []
+    for part in ("first", "rest"):
+        accelerator = Accelerator(cpu=True)
+        model = make_model()
+        opt, sched = build(way, schedule, model, used)
+        model, opt, dl, sched = accelerator.prepare(model, opt, loader(STEPS), sched)
+        if part == "first":
+            train(accelerator, model, opt, sched, (b for _, b in zip(range(half), dl)))
+            accelerator.save_state(state)
+            accelerator.wait_for_everyone()
+        else:
+            accelerator.load_state(state)
+            train(accelerator, model, opt, sched, accelerator.skip_first_batches(dl, half))
+    return used
 
 
 def two_processes() -> dict[str, list[float]]:
@@ -182,8 +207,12 @@ def main() -> None:
     assert_lrs("2 processes, wrap", got["wrap"], reference["wrap"][:per_process])
     # Sized in the prepared loader's steps, the wrapped schedule is the drop-in's, as Accelerate counts.
     assert_lrs("2 processes, wrap sized per process", got["wrap, sized per process"], got["drop-in"])
+    # save_state in both processes, load_state into fresh objects: the same LRs as the run without a stop
+    assert got["drop-in, resumed"] == got["drop-in"], "2 processes, drop-in: the resumed run used other LRs"
+    assert got["wrap, sized per process, resumed"] == got["wrap, sized per process"], \
+        "2 processes, wrap: the resumed run used other LRs"
     print(f"accelerate_loop: {PROCESSES} processes: the drop-in steps {PROCESSES}x per optimizer step, wrap once; "
-          "a wrapped spec sized per process matches the drop-in")
+          "a wrapped spec sized per process matches the drop-in; save_state/load_state in both processes included")
 
 
 if __name__ == "__main__":

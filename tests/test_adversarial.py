@@ -176,6 +176,60 @@ def test_an_engine_counter_is_set_at_most_to_the_step_limit() -> None:
     assert engine.step == STEP_LIMIT
 
 
+# ---- item 16: steps are whole numbers, exact up to the step limit ------------------------------------
+
+EXACT_CASES = [
+    # (schedule, steps around a boundary past 2**53, the exact value at each from integer arithmetic)
+    (lambda: S.step(2**55, gamma=0.5), [2**56 - 1, 2**56, 2**60 + 1], lambda t: 0.5 ** (t // 2**55)),
+    (lambda: S.piecewise_constant([2**60, STEP_LIMIT - 2**10], [1.0, 0.5, 0.25]),
+     [2**60 - 1, 2**60, STEP_LIMIT - 2**10 - 1, STEP_LIMIT - 2**10, STEP_LIMIT],
+     lambda t: 1.0 if t < 2**60 else (0.5 if t < STEP_LIMIT - 2**10 else 0.25)),
+    (lambda: S.sequence([S.constant(1.0), S.step(3, gamma=0.5)], [STEP_LIMIT - 2**12]),
+     [STEP_LIMIT - 2**12 - 1, STEP_LIMIT - 2**12 + 2, STEP_LIMIT - 2**12 + 3, STEP_LIMIT - 2**12 + 7],
+     lambda t: 1.0 if t < STEP_LIMIT - 2**12 else 0.5 ** ((t - (STEP_LIMIT - 2**12)) // 3)),
+    (lambda: S.exponential(0.5, 2**54, begin=2**58, staircase=True), [2**58 - 1, 2**58 + 2**55 - 1, 2**58 + 2**55],
+     lambda t: 0.5 ** (max(t - 2**58, 0) // 2**54)),
+]
+
+
+@pytest.mark.parametrize("make,steps,exact", EXACT_CASES, ids=["step", "piecewise", "sequence", "staircase"])
+def test_steps_past_2_53_are_compared_as_integers(make: Callable[[], S.Schedule], steps: list[int],
+                                                   exact: Callable[[int], float]) -> None:
+    """A double holds every step only up to 2**53: past it a step one below a boundary rounded onto it. The
+    core's clock is the int64 step there, so each step lands on the right side of every boundary."""
+    sched = make()
+    assert [sched(t) for t in steps] == [exact(t) for t in steps]
+    assert sched.values(np.asarray(steps, dtype=np.int64)).tolist() == [exact(t) for t in steps]
+    start = steps[0] - 3  # values_range's sorted block evaluator too
+    assert (sched.values(np.arange(start, start + 8, dtype=np.int64)).tolist()
+            == [exact(t) for t in range(start, start + 8)])
+
+
+def test_the_place_in_a_cycle_is_exact_past_2_53() -> None:
+    cyc, restarts = S.cyclic(0.1, 1.0, step_up=3), S.cosine_restarts(7)
+    for k in range(12):
+        assert cyc(2**60 + k) == pytest.approx(cyc((2**60 + k) % 6), rel=1e-14, abs=0)
+        assert restarts(7 * 2**58 + k) == pytest.approx(restarts(k % 7), rel=1e-14, abs=0)
+
+
+def test_an_integer_argument_float64_cannot_hold_is_refused() -> None:
+    """S.step(2**53 + 1) used to compute with 2**53 instead, and gave 0.5 at step 2**53."""
+    err = raises_clean(lambda: S.step(2**53 + 1), "step_size")
+    assert "9007199254740992" in str(err)
+    assert S.step(2**53 + 2)(2**53 + 1) == 1.0 and S.step(2**53 + 2, gamma=0.5)(2**53 + 2) == 0.5
+
+
+def test_a_wrapped_optimizer_meets_a_boundary_at_its_exact_step() -> None:
+    boundary = STEP_LIMIT - 2**10  # float64 holds it; the steps around it it does not
+    w, _ = _float_wrapped(S.piecewise_constant([boundary], [1.0, 0.5]))
+    w.load_state_dict(_with_step(w, boundary - 2))
+    seen = []
+    for _ in range(3):
+        w.step()
+        seen.append((w.last_step, w.param_groups[0]["lr"]))
+    assert seen == [(boundary - 1, 0.1), (boundary, 0.05), (boundary + 1, 0.05)]
+
+
 # ---- items 1 and 2: no non-finite LR is ever stored ---------------------------------------------------
 
 def test_fused_tensor_lrs_never_hold_inf() -> None:

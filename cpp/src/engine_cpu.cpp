@@ -280,6 +280,11 @@ void evaluate_sorted(const Op* ops, const double* aux, int32_t root, int64_t n, 
     double t[kBlock];
     for (int64_t b = begin; b < end; b += kBlock) {
       const int m = static_cast<int>(std::min<int64_t>(kBlock, end - b));
+      if (step_at(b + m - 1) > static_cast<int64_t>(kExactDouble)) {
+        // past 2**53 a double no longer holds every step: the whole clock, one step at a time
+        for (int i = 0; i < m; ++i) out[b + i] = evaluate(ops, aux, root, time_at(step_at(b + i)), ctx);
+        continue;
+      }
       for (int i = 0; i < m; ++i) {
         t[i] = static_cast<double>(step_at(b + i));
         out[b + i] = 1.0;
@@ -307,7 +312,7 @@ void evaluate_steps(const Op* ops, const double* aux, int32_t root, const int64_
   } else {
     const Ctx ctx{prev};
     parallel_chunks(n, [=](int64_t begin, int64_t end) {
-      for (int64_t k = begin; k < end; ++k) out[k] = evaluate(ops, aux, root, static_cast<double>(steps[k]), ctx);
+      for (int64_t k = begin; k < end; ++k) out[k] = evaluate(ops, aux, root, time_at(steps[k]), ctx);
     });
   }
   check_finite(out, n, [steps](int64_t k) { return steps[k]; });
@@ -331,7 +336,7 @@ int64_t signal_slots(const Op* ops, int64_t n_ops) {
 void write_groups_cpu(const Op* ops, const double* aux, const int32_t* roots, const double* scale,
                       int64_t groups, int64_t step, double* mirror, void* out, int32_t dtype,
                       bool read_prev, const double* signals, int64_t slots) {
-  const double t = static_cast<double>(step);
+  const Time t = time_at(step);
   float* out32 = static_cast<float*>(out);
   double* out64 = static_cast<double*>(out);
   // Compute every LR, check them all, then store: a learning rate is never non-finite, and a step that

@@ -83,7 +83,7 @@ class HostEngine {
       throw std::invalid_argument("got " + std::to_string(py::len(groups_list)) + " param groups for an engine of " +
                                   std::to_string(groups()));
     const LrDest dest{LrHome::kDictFloat, key.ptr(), nullptr};
-    const double t = static_cast<double>(step_);
+    const Time t = time_at(step_);
     // Compute every LR and check them all before the first store: a step that would store a non-finite
     // LR stores none (the same all-or-nothing rule as write_groups_cpu).
     next_.resize(mirror_.size());

@@ -28,7 +28,7 @@ void Program::check_root(int64_t root) const {
 double Program::value(int64_t root, int64_t step, double prev) const {
   check_root(root);
   if (step < 0) throw std::invalid_argument("step must be >= 0, got " + std::to_string(step));
-  return evaluate(ops(), aux(), static_cast<int32_t>(root), static_cast<double>(step), Ctx{prev});
+  return evaluate(ops(), aux(), static_cast<int32_t>(root), time_at(step), Ctx{prev});
 }
 
 py::array_t<double> Program::values(int64_t root, Int64Array steps, double prev) const {

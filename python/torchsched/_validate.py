@@ -80,6 +80,10 @@ def real(name: str, value: Any) -> float:
         v = math.inf
     if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {shown(value)}")
+    if isinstance(value, numbers.Integral) and int(value) != v:
+        # the core holds numbers as float64: past 2**53 it would silently compute with a neighbour instead
+        raise ValueError(f"{name} must be an integer that float64 holds exactly (every one up to 2**53, only some "
+                         f"above), got {shown(value)}; the nearest it holds is {int(v)}")
     return v
 
 

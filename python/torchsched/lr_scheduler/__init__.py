@@ -76,6 +76,9 @@ reassigned and when a state dict is loaded; never in the per-step path):
   a negative count ``ValueError``, a missing ``last_epoch``/``base_lrs`` a ``MissingStateKeyError``, both a
   ``KeyError`` and a ``ValueError``), and a load that fails anyway leaves every scheduler it touched (and the
   callable objects whose ``__dict__`` torch's load updates) exactly as it was.
+* A step that would store an infinite or NaN LR (or one a float32 LR tensor cannot hold), which torch stores, is
+  refused with ``torchsched._core.NonFiniteLRError`` (a ``ValueError`` naming the class, the group and the step);
+  the LRs, ``last_epoch`` and ``_step_count`` stay as they were.
 * Where torch's arithmetic raises (``ZeroDivisionError``, Python's ``OverflowError`` for ``gamma ** n``), the same
   error is raised at the same step, before the LRs change.
 
@@ -88,7 +91,8 @@ Limits: parameters are read when the scheduler is built, and again whenever one 
 
 from __future__ import annotations
 
-from ._base import EPOCH_DEPRECATION_WARNING, LRScheduler, _LastLR  # noqa: F401  (_LastLR: read by tests)
+from .. import _compile
+from ._base import EPOCH_DEPRECATION_WARNING, LRScheduler, _Core, _LastLR  # noqa: F401  (_LastLR: read by tests)
 from ._classes import (
     ConstantLR, CosineAnnealingLR, ExponentialLR, LambdaLR, LinearLR, MultiplicativeLR, MultiStepLR, PolynomialLR,
     StepLR,
@@ -103,6 +107,11 @@ __all__ = [
     "ExponentialLR", "SequentialLR", "PolynomialLR", "CosineAnnealingLR", "ChainedScheduler",
     "ReduceLROnPlateau", "CyclicLR", "CosineAnnealingWarmRestarts", "OneCycleLR", "SWALR",
 ]
+
+# a traced step() is one custom op that runs the step (torch.compile; see torchsched._compile)
+_compile.trace_scheduler_steps(c_steps=(_Core.__dict__["step"],), c_metric_steps=(ReduceLROnPlateau.__dict__["step"],),
+                               python_steps=(SequentialLR.step, ChainedScheduler.step, CosineAnnealingWarmRestarts.step))
+_compile.run_as_is(_Core._python_step, ReduceLROnPlateau._plateau_python_step)  # what the C-level steps call
 
 for _cls in (LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR,
              SequentialLR, PolynomialLR, CosineAnnealingLR, ChainedScheduler, ReduceLROnPlateau, CyclicLR,
