@@ -26,6 +26,7 @@ void register_stepper(py::module_& m) {
       .def_readwrite("clock", &Stepper::clock_)
       .def_readwrite("max_step", &Stepper::max_step_)
       .def_readwrite("owner", &Stepper::owner_)
+      .def_readwrite("float32", &Stepper::float32_)
       .def_readonly("uniform", &Stepper::uniform_)
       .def("set_callables", &Stepper::set_callables, py::arg("fns"), py::arg("mom_fns") = py::none(),
            py::arg("cycle_total") = 0.0)

@@ -63,6 +63,7 @@ void Stepper::set_callables(py::object fns, py::object mom_fns, double cycle_tot
 
 void Stepper::bind_floats() {
   storage_ = kFloats;
+  float32_ = false;
   views_ = py::tuple();
   ptr_ = 0;
   forget_dicts();
@@ -75,6 +76,7 @@ void Stepper::bind_buffer(py::tuple views, std::uintptr_t ptr, int32_t dtype) {
                                 " groups");
   if (ptr == 0) throw std::invalid_argument("the LR buffer pointer is null");
   storage_ = kBuffer;
+  float32_ = dtype == DT_FLOAT32;
   views_ = std::move(views);
   ptr_ = ptr;
   dtype_ = dtype;
@@ -351,7 +353,7 @@ bool Stepper::evaluate_lrs_unchecked(double t, PyObject* t_obj, double u, const 
       *unchanged = true;
       return true;
     }
-    for (size_t g = 0; g < G; ++g) out[g] = torch_apply(ops[roots_[g]], k, prev[g]);
+    for (size_t g = 0; g < G; ++g) out[g] = torch_apply(ops[roots_[g]], k, prev[g], float32_);
     return true;
   }
   if (!fns_.empty() && !call_all(fns_, t, t_obj)) return false;
@@ -360,7 +362,11 @@ bool Stepper::evaluate_lrs_unchecked(double t, PyObject* t_obj, double u, const 
     double in = prev[g];
     if (!fns_.empty() && !fns_[g].is_none()) in = ins_[g];
     else if (has_u) in = u;
-    const double v = evaluate(ops, aux, roots_[g], t, Ctx{in});
+    const double v = evaluate(ops, aux, roots_[g], t, Ctx{in, nullptr, float32_});
+    if (float32_ && combine_ != kValue) {  // base_lr (a float32 tensor) or group["lr"] times a Python float
+      out[g] = f32((combine_ == kScale ? scale_[g] : prev[g]) * f32(v));
+      continue;
+    }
     out[g] = (combine_ == kScale) ? scale_[g] * v : (combine_ == kPrev ? prev[g] * v : v);
   }
   return true;

@@ -58,6 +58,9 @@ class Stepper {
   int clock_ = 0;         // 0: t = last_epoch; 1: t = _step_count - 1 (SWALR)
   double max_step_ = INFINITY;
   std::string owner_ = "scheduler";  // the class name its errors start with
+  // torch's float32 tensor arithmetic (float32 LR tensors: set by bind_buffer, or by the owner for a
+  // closed-form stepper whose values go into float32 tensors)
+  bool float32_ = false;
   bool uniform_ = false, muniform_ = false;
 
  private:

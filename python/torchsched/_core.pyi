@@ -110,6 +110,7 @@ class Stepper:
     clock: int
     max_step: float
     owner: str
+    float32: bool
     def __init__(
         self,
         program: Program,

@@ -27,6 +27,7 @@ static_assert(sizeof(Op) == 16 + 8 * kNumParams, "Op must match the Python recor
 struct Ctx {
   double prev;                       // the LR the group had before this step (chainable rules only)
   const double* signals = nullptr;   // this group's row of signal factors (SIGNAL leaves); none: all 1
+  bool f32 = false;                  // torch's rules in float32 tensor arithmetic (float32 LR tensors)
 };
 
 // A parameter mask: bit k stands for p[k] (pbits(2, 6) is p[2] and p[6]).

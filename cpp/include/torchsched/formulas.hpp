@@ -249,7 +249,7 @@ TS_HD double signal_factor(const double* p, const Ctx& ctx) {
 // The leaf's value at t: one case per leaf row of families.def, calling its FORMULA as its CALL says.
 #define TS_LEAF_CASE_OF_T(NAME, FORMULA) case OP_##NAME: return FORMULA(op.p, t);
 #define TS_LEAF_CASE_OF_TABLE(NAME, FORMULA) case OP_##NAME: return FORMULA(op.p, aux, op.a, op.b, t);
-#define TS_LEAF_CASE_OF_OP(NAME, FORMULA) case OP_##NAME: return FORMULA(op, aux, clock(t), ctx.prev);
+#define TS_LEAF_CASE_OF_OP(NAME, FORMULA) case OP_##NAME: return FORMULA(op, aux, clock(t), ctx);
 #define TS_LEAF_CASE_OF_CTX(NAME, FORMULA) case OP_##NAME: return FORMULA(op.p, ctx);
 #define TS_LEAF_CASE_NODE(NAME, FORMULA)
 template <typename T>

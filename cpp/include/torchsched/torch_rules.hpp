@@ -127,8 +127,30 @@ TS_HD void torch_coef(const Op& op, const double* aux, double t, double fn, Torc
   }
 }
 
-TS_HD double torch_apply(const Op& op, const TorchCoef& k, double prev) {
+// float32 LR tensors: torch's expressions mix the LR tensor (and base LR tensors, clones of it) with Python
+// floats, and each tensor operation casts the float to float32 and rounds its result to float32. f32() is that
+// rounding: a float32 operation computed in double and rounded once gives the float32 result exactly (double
+// has more than twice float32's precision), so these twins give torch's float32 LRs bit for bit.
+TS_HD double f32(double x) { return static_cast<double>(static_cast<float>(x)); }
+
+TS_HD double torch_apply_f32(const Op& op, const TorchCoef& k, double prev) {
   const double* p = op.p;
+  switch (k.kind) {
+    case 1: return f32(prev * f32(k.c0));                                    // group["lr"] * factor
+    case 2: return f32(prev + f32(f32(f32(p[0] - f32(p[1])) * f32(k.c0)) / 2.0));  // lr + (base - eta_min) * c / 2
+    case 3: return f32(f32(f32(k.c0) * f32(prev - f32(p[1]))) + f32(p[1])); // c * (lr - eta_min) + eta_min
+    case 4: {                                                                // SWALR
+      if (k.c0 == 1.0) return p[0] * k.c1 + p[0] * (1.0 - k.c1);            // the start is swa_lr: all floats
+      const double initial = f32(f32(prev - f32(k.c0 * p[0])) / f32(1.0 - k.c0));
+      return f32(f32(p[0] * k.c1) + f32(initial * f32(1.0 - k.c1)));
+    }
+    default: return prev;  // kind 0; CyclicLR and OneCycleLR compute in floats from their own terms
+  }
+}
+
+TS_HD double torch_apply(const Op& op, const TorchCoef& k, double prev, bool float32 = false) {
+  const double* p = op.p;
+  if (float32 && k.kind >= 1 && k.kind <= 4) return torch_apply_f32(op, k, prev);
   switch (k.kind) {
     case 0: return prev;
     case 1: return prev * k.c0;
@@ -156,17 +178,32 @@ TS_HD double torch_apply(const Op& op, const TorchCoef& k, double prev) {
 }
 
 // The torch rules one group at a time (what eval_leaf uses).
-TS_HD double torch_rule(const Op& op, const double* aux, double t, double prev) {
+TS_HD double torch_rule(const Op& op, const double* aux, double t, const Ctx& ctx) {
   TorchCoef k;
-  torch_coef(op, aux, t, prev, k);
-  return torch_apply(op, k, prev);
+  torch_coef(op, aux, t, ctx.prev, k);
+  return torch_apply(op, k, ctx.prev, ctx.f32);
 }
 
 // Closed forms (torch's _get_closed_form_lr and the rules that are functions of the step). `in` is
 // ctx.prev: the period for COSINE_CLOSED with p3 = 1 (CosineAnnealingWarmRestarts' T_i, t being T_cur).
 // Takes (and ignores) the aux table, so that every torch op is called alike (families.def, OF_OP).
-TS_HD double torch_closed(const Op& op, const double* /*aux*/, double t, double in) {
+TS_HD double torch_closed(const Op& op, const double* /*aux*/, double t, const Ctx& ctx) {
   const double* p = op.p;
+  const double in = ctx.prev;
+  if (ctx.f32) {  // base_lr (a float32 tensor) times a float, or eta_min + (base_lr - eta_min) * c / 2
+    switch (op.code) {
+      case OP_TORCH_STEP_CLOSED: return f32(p[0] * f32(pow(p[2], py_floordiv(t, p[1]))));
+      case OP_TORCH_CONSTANT_CLOSED: return f32(p[0] * f32(p[1] + (t >= p[2] ? 1.0 : 0.0) * (1.0 - p[1])));
+      case OP_TORCH_LINEAR_CLOSED: return f32(p[0] * f32(p[1] + (p[2] - p[1]) * ts_min(p[3], t) / p[3]));
+      case OP_TORCH_EXPONENTIAL_CLOSED: return f32(p[0] * f32(pow(p[1], t)));
+      case OP_TORCH_POLYNOMIAL_CLOSED: return f32(p[0] * f32(pow(1.0 - ts_min(p[1], t) / p[1], p[2])));
+      case OP_TORCH_COSINE_CLOSED: {
+        const double T = (p[3] != 0.0) ? in : p[2];
+        return f32(f32(p[1]) + f32(f32(f32(p[0] - f32(p[1])) * f32(1.0 + platform_cos(kPi * t / T))) / 2.0));
+      }
+      default: break;
+    }
+  }
   switch (op.code) {
     case OP_TORCH_STEP_CLOSED: return p[0] * pow(p[2], py_floordiv(t, p[1]));
     case OP_TORCH_CONSTANT_CLOSED: return p[0] * (p[1] + (t >= p[2] ? 1.0 : 0.0) * (1.0 - p[1]));

@@ -56,10 +56,13 @@ def _params_device(optimizer: Any) -> torch.device | None:
 
 
 def _name_engine(engine: Any, scheduler: Any) -> Any:
-    """Gives a host engine (or a CUDA stepper's host engine) the class name its errors start with."""
+    """Gives a host engine (or a CUDA stepper's host engine) the class name its errors start with, and tells it
+    whether its values go into float32 LR tensors (torch computes those in float32 tensor arithmetic)."""
     host = getattr(engine, "host", engine)
     if isinstance(host, _core.Stepper):
         host.owner = type(scheduler).__name__
+        lrs = [g.get("lr") for g in scheduler.optimizer.param_groups]
+        host.float32 = bool(lrs) and all(isinstance(lr, Tensor) and lr.dtype == torch.float32 for lr in lrs)
     return engine
 
 
