@@ -81,7 +81,8 @@ __global__ void __launch_bounds__(kThreads)
     double prev = mirror[g];
     if (read_prev) prev = (dtype == DT_FLOAT32) ? static_cast<double>(out32[g]) : out64[g];
     const double* row = signals != nullptr ? signals + g * slots : nullptr;
-    const double lr = scale[g] * evaluate(ops, aux, roots[g], time_at(t), Ctx{prev, row});
+    // torch's rules (the drop-ins) run in float32 arithmetic on float32 LRs, as torch computes them
+    const double lr = scale[g] * evaluate(ops, aux, roots[g], time_at(t), Ctx{prev, row, dtype == DT_FLOAT32});
     // A learning rate is never non-finite: where this step's LR would be (or would overflow a float32
     // buffer), the group keeps the LR it has, and the optimizer never reads inf or NaN. (The host engine
     // refuses such a step before storing anything; a kernel cannot raise.)
