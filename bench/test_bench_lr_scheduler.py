@@ -25,6 +25,7 @@ import torch
 from torch.optim import lr_scheduler as tl
 
 from torchsched import lr_scheduler as ts
+from torchsched.lr_scheduler import _torch_compat
 
 GROUPS = [1, 10, 100, 1000]
 KINDS = ["float", "tensor"]
@@ -129,6 +130,13 @@ GATES = [(name, g, k) for name in NAMES for (g, k) in TARGETS]
 def test_gate_speed_ratio(name: str, groups: int, kind: str) -> None:
     assert_sequences_agree(name, groups, kind, steps=20)
     target = TARGETS[(groups, kind)]
+    if kind == "tensor" and not _torch_compat.CLONES_LRS and groups > 1:
+        # this torch's lists alias the groups' own LR tensors, so the twins keep them and fill them group by group
+        # as torch does (a single group's tensor binds in place: the G=1 target holds); the buffer-bound target
+        # does not apply, the gate keeps that path near torch's cost (target 1.5x, gate 0.75x)
+        target = 1.5
+    if kind == "tensor" and not _torch_compat.CLONES_LRS and name == "SequentialLR":
+        pytest.skip("this torch's SequentialLR makes the base LRs the groups' LR tensors: torch's own code runs")
     r, t, s = ratio(name, groups, kind)
     # one retry on a loaded machine: the gate is about the code, not a neighbour's burst
     if r < target / 2:

@@ -57,6 +57,12 @@ def _set_grads(model: torch.nn.Module, seed: int) -> None:
         p.grad = torch.randn(p.shape, generator=gen) * (1.0 + seed % 5)
 
 
+def _total_norm(tensors: list[Any], norm_type: float) -> Any:
+    """torch.nn.utils.get_total_norm where the installed torch has none: the norm of the norms, as
+    clip_grad_norm_ computes it there."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t, norm_type) for t in tensors]), norm_type)
+
+
 class _Side:
     """One model and optimizer, scheduled by torch (``LambdaLR`` over host-read G) or by ``wrap``."""
 
@@ -75,7 +81,7 @@ class _Side:
                 return lambda t: state["g"][i] / state["g0"][i] if "g0" in state else 1.0
 
             sched = torch.optim.lr_scheduler.LambdaLR(opt, [factor(i) for i in range(groups)])
-            norm = torch.nn.utils.get_total_norm
+            norm = getattr(torch.nn.utils, "get_total_norm", None) or _total_norm
 
             def torch_step() -> None:
                 per_group = torch.stack([norm([p.grad for p in ps], 1.0) for ps in grads]) / numels

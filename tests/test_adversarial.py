@@ -663,7 +663,7 @@ DROP_IN_OVERFLOWS = [
     ("tensor", lambda L, o: L.ExponentialLR(o, 1e10), "step"),  # float32 LR tensors overflow first
     ("float", lambda L, o: L.LambdaLR(o, lambda e: math.inf if e > 3 else 1.0), "step"),
     ("float", lambda L, o: L.LambdaLR(o, lambda e: math.nan if e > 3 else 1.0), "step"),
-    ("float", lambda L, o: L.StepLR(o, 1, gamma=1e100), "epoch"),  # the closed form
+    ("float", lambda L, o: L.StepLR(o, 1, gamma=1e308), "epoch"),  # the closed form: 4.0 * 1e308
     ("float", lambda L, o: L.MultiplicativeLR(o, lambda e: 1e100), "step"),
 ]
 
@@ -678,9 +678,9 @@ def test_a_drop_in_refuses_a_non_finite_lr_and_moves_nothing(held: str, make: Ca
     from torchsched import lr_scheduler as L
 
     p = torch.nn.Parameter(torch.ones(2))
-    opt = torch.optim.SGD([{"params": [p], "lr": torch.tensor(0.5) if held == "tensor" else 0.5},
+    opt = torch.optim.SGD([{"params": [p], "lr": torch.tensor(4.0) if held == "tensor" else 4.0},
                            {"params": [torch.nn.Parameter(torch.ones(1))],
-                            "lr": torch.tensor(0.25) if held == "tensor" else 0.25}])
+                            "lr": torch.tensor(2.0) if held == "tensor" else 2.0}])
     twin = make(L, opt)
     name = type(twin).__name__
     for k in range(1, 200):

@@ -47,15 +47,18 @@ def _lrs(scheduler: Any) -> list[float]:
 _REFUSED_NOT_FINITE = re.compile(r"^\w+: \S+ must be finite, got ")
 
 
-def _run(module: Any, name: str, kwargs: dict[str, Any], steps: int = 20) -> tuple[str, Any]:
+def _run(module: Any, name: str, kwargs: dict[str, Any], steps: int = 20,
+         lrs: list[Any] | None = None) -> tuple[str, Any]:
     """("raised", exception type) or ("lrs", the LRs after construction and after each step); "refused" for
-    the twin's documented refusal of a non-finite hyperparameter (given, or computed from the arguments)."""
+    the twin's documented refusal of a non-finite hyperparameter (given, or computed from the arguments). ``lrs``
+    receives the LRs up to an error."""
     cls = _torch_twin(name) if module is TL else getattr(SL, name)
+    out: list[Any] = [] if lrs is None else lrs
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scheduler = cls(_optimizer(), **kwargs)
-            out = [_lrs(scheduler)]
+            out.append(_lrs(scheduler))
             for _ in range(steps):
                 scheduler.optimizer.step()
                 scheduler.step()
@@ -457,7 +460,7 @@ def test_composite_failed_load_restores_every_scheduler(composite: str) -> None:
 
 PLATEAU_CORRUPTIONS = [
     ("mode", "sideways", ValueError), ("threshold_mode", "relative", ValueError), ("factor", NAN, ValueError),
-    ("patience", "2", TypeError), ("num_bad_epochs", -1, ValueError), ("cooldown_counter", 0.5, TypeError),
+    ("patience", "2", TypeError), ("num_bad_epochs", -1, ValueError), ("cooldown_counter", "0", TypeError),
     ("best", NAN, ValueError), ("min_lrs", [INF, 0.0], ValueError), ("last_epoch", None, TypeError),
 ]
 
@@ -579,7 +582,8 @@ def _not_a_number(value: Any) -> bool:
 @given(data=st.data())
 def test_random_arguments_agree_with_torch(name: str, data: st.DataObject) -> None:
     kwargs = {arg: data.draw(strategy, label=arg) for arg, strategy in STRATEGIES[name].items()}
-    expected = _run(TL, name, kwargs)
+    torch_lrs: list[Any] = []
+    expected = _run(TL, name, kwargs, lrs=torch_lrs)
     got = _run(SL, name, kwargs)
     if got[0] == "refused":
         # the documented choice: a non-finite hyperparameter is refused where torch computes with it
@@ -588,10 +592,10 @@ def test_random_arguments_agree_with_torch(name: str, data: st.DataObject) -> No
     if got[0] == "raised" and got == expected:
         return
     if got[0] == "refused lr":  # the documented choice: a step that would store inf or NaN is refused
-        assert expected[0] == "lrs", (got, expected)
-        k = len(got[1])
-        assert all(_same_number(a, b) for ours, theirs in zip(got[1], expected[1][:k]) for a, b in zip(ours, theirs))
-        assert _not_finite(expected[1][k]) or any(abs(v) > 3.4e38 for v in expected[1][k]), (k, expected[1][k])
+        k = len(got[1])  # torch stores it at step k (and may raise at a later one: gamma ** n overflowing)
+        assert len(torch_lrs) > k, (got, expected)
+        assert all(_same_number(a, b) for ours, theirs in zip(got[1], torch_lrs[:k]) for a, b in zip(ours, theirs))
+        assert _not_finite(torch_lrs[k]) or any(abs(v) > 3.4e38 for v in torch_lrs[k]), (k, torch_lrs[k])
         return
     if got != expected and any(_not_a_number(v) for k, v in kwargs.items() if k not in ("mode", "anneal_strategy")):
         # refused at construction with torch's type: torch raises it once a step uses the value (after these 20
@@ -606,3 +610,103 @@ def test_random_arguments_agree_with_torch(name: str, data: st.DataObject) -> No
     for step, (ours, theirs) in enumerate(zip(got[1], expected[1], strict=True)):
         assert len(ours) == len(theirs)
         assert all(_same_number(a, b) for a, b in zip(ours, theirs)), (step, ours, theirs)
+
+
+POWERS: list[tuple[str, Callable[[Any, Any], Any], tuple[Any, ...]]] = [
+    ("ExponentialLR int", lambda M, o: M.ExponentialLR(o, -3), (3, 41, 70, 700)),
+    ("ExponentialLR float", lambda M, o: M.ExponentialLR(o, 2.0), (3, 700, 1100)),
+    ("StepLR", lambda M, o: M.StepLR(o, 2, 10.0), (3, 400, 700)),
+    ("StepLR int", lambda M, o: M.StepLR(o, 1, 3), (41, 700)),
+    ("MultiStepLR", lambda M, o: M.MultiStepLR(o, [1, 2, 3], 1e200), (1, 2, 5)),
+]
+
+
+@pytest.mark.parametrize("lr", [0.05, torch.tensor(0.05, dtype=torch.float64)], ids=["float", "f64"])
+@pytest.mark.parametrize("label,make,epochs", POWERS, ids=[label for label, _, _ in POWERS])
+def test_closed_form_powers_raise_torchs_errors(label: str, make: Any, epochs: tuple[Any, ...], lr: Any) -> None:
+    """torch's closed forms compute ``gamma ** n`` in Python: a float power out of range, an int power too large for
+    a float, or one past 64 bits times an LR tensor, raise OverflowError, which the twins raise at the same step."""
+    got = []
+    for module in (TL, SL):
+        seen = []
+        for epoch in epochs:
+            opt = _optimizer(1, lr=lr.clone() if isinstance(lr, torch.Tensor) else lr)
+            scheduler = make(module, opt)
+            opt.step()
+            try:
+                scheduler.step(epoch)
+                seen.append(float(opt.param_groups[0]["lr"]))
+            except Exception as exc:  # noqa: BLE001 - the type is what is compared
+                seen.append(type(exc))
+            seen.append((scheduler.last_epoch, scheduler._step_count))
+        got.append(seen)
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("lr", [0.05, torch.tensor(0.05, dtype=torch.float64)], ids=["float", "f64"])
+def test_cyclic_lr_triangular2_overflows_like_torch(lr: Any) -> None:
+    """triangular2 scales by 1 / 2.0 ** (cycle - 1): past cycle 1024 the power overflows (OverflowError in torch)."""
+    got = []
+    for module in (TL, SL):
+        opt = _optimizer(1, lr=lr.clone() if isinstance(lr, torch.Tensor) else lr)
+        scheduler = module.CyclicLR(opt, 0.01, 0.1, step_size_up=1, step_size_down=1, mode="triangular2")
+        seen: Any = None
+        for i in range(2100):
+            opt.step()
+            try:
+                scheduler.step()
+            except Exception as exc:  # noqa: BLE001 - the type is what is compared
+                seen = (i, type(exc))
+                break
+        got.append((seen, scheduler.last_epoch, _lrs(scheduler), opt.param_groups[0]["momentum"]))
+    assert got[0] == got[1] and got[0][0] is not None
+
+
+def _trace_of(make: Callable[[Any, Any], Any], lr: Any, steps: int = 14, get_lr: bool = False) -> list[Any]:
+    """Per side: each step's LRs with their types (or the error type), and get_lr()'s types where asked."""
+    got = []
+    for module in (TL, SL):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = _optimizer(2, lr=lr.clone() if isinstance(lr, torch.Tensor) else lr)
+            seen: list[Any] = []
+            try:
+                scheduler = make(module, opt)
+                for _ in range(steps):
+                    opt.step()
+                    scheduler.step()
+                    seen.append([(type(g["lr"]), float(g["lr"])) for g in opt.param_groups])
+                    if get_lr:
+                        seen.append([(type(v), float(v)) for v in scheduler.get_lr()])
+            except Exception as exc:  # noqa: BLE001 - the type is what is compared
+                seen.append(type(exc))
+        got.append(seen)
+    return got
+
+
+@pytest.mark.parametrize("lr", [0.1, torch.tensor(0.1, dtype=torch.float64)], ids=["float", "f64"])
+@pytest.mark.parametrize("swa_lr,epochs,strategy", [(0, 3, "linear"), (1, 2, "cos"), (0.05, 0, "linear"),
+                                                    (0.05, 4, "cos")])
+def test_swalr_types_are_torchs(swa_lr: Any, epochs: int, strategy: str, lr: Any) -> None:
+    """torch's SWALR stores an int once annealed linearly to an int swa_lr, and its get_lr returns swa_lr itself (a
+    float) where the previous step's alpha is 1, a tensor of the group's LR otherwise."""
+    make = (lambda module, opt: _torch_twin("SWALR")(opt, swa_lr, epochs, strategy) if module is TL
+            else SL.SWALR(opt, swa_lr, epochs, strategy))
+    got = _trace_of(make, lr, get_lr=True)
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("lr", [0.1, torch.tensor(0.1, dtype=torch.float64)], ids=["float", "f64"])
+@pytest.mark.parametrize("pct_start", [0.3, NAN])
+@pytest.mark.parametrize("last_epoch", [3, 20])
+def test_onecyclelr_resumed_without_its_group_keys_raises_torchs_error(last_epoch: int, pct_start: float,
+                                                                        lr: Any) -> None:
+    """Built with a last_epoch, OneCycleLR reads max_lr (and the other keys) from groups that may not hold them:
+    torch's errors in torch's order (past total_steps first, then the missing key; before a refusal of NaN)."""
+    def make(module: Any, opt: Any) -> Any:
+        for g in opt.param_groups:
+            g["initial_lr"] = g["lr"]
+        return module.OneCycleLR(opt, 0.5, total_steps=10, pct_start=pct_start, last_epoch=last_epoch)
+
+    got = _trace_of(make, lr)
+    assert got[0] == got[1] and isinstance(got[0][-1], type)

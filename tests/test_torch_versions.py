@@ -133,3 +133,228 @@ def test_isinstance_relations_hold() -> None:
         s = BUILDERS["StepLR"](M, swa, o)
         assert isinstance(s, tl.LRScheduler) and isinstance(s, tl.StepLR)
     assert isinstance(ts.SWALR(_opt("float"), swa_lr=0.05), swa_utils.SWALR)
+
+
+def test_plateau_epoch_warning_names_the_line_the_installed_torch_names() -> None:
+    # ReduceLROnPlateau's own step() warns: from its own line on older torch, naming the caller on newer
+    got = []
+    for M, _ in SIDES:
+        s = M.ReduceLROnPlateau(_opt("float"))
+        got.append(_warnings_of(lambda: s.step(1.0, 4)))
+    assert got[0] == got[1] and got[0]
+
+
+@pytest.mark.parametrize("min_lr", [[0.0], 1e-3, "reassigned"])
+def test_plateau_with_a_param_group_added_follows_torch(min_lr: Any) -> None:
+    # newer torch fills min_lrs from a scalar min_lr, else raises RuntimeError; older torch indexes min_lrs group
+    # by group (IndexError past its end, after reducing the groups before it; a longer list is fine)
+    got = []
+    for M, _ in SIDES:
+        o = _opt("float", (0.1,))
+        s = M.ReduceLROnPlateau(o, patience=0, min_lr=[0.0] if min_lr == "reassigned" else min_lr)
+        s.step(1.0)
+        o.add_param_group({"params": [torch.nn.Parameter(torch.ones(1))], "lr": 0.07})
+        if min_lr == "reassigned":
+            s.min_lrs = [0.0, 1e-3, 0.0]
+        seen = []
+        for metric in (2.0, 3.0, 0.5, 4.0):
+            try:
+                s.step(metric)
+                error = None
+            except Exception as e:  # noqa: BLE001 - the type is compared with torch's
+                error = type(e)
+            seen.append((error, _floats(g["lr"] for g in o.param_groups), s.num_bad_epochs, s.cooldown_counter,
+                         s.last_epoch))
+        got.append((seen, sorted(s.state_dict())))
+    assert got[0] == got[1]
+
+
+def _state_values(state: Any) -> Any:
+    """A state dict's numbers as floats (tensors by value), its structure as is."""
+    if isinstance(state, dict):
+        return {k: _state_values(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_state_values(v) for v in state]
+    if isinstance(state, torch.Tensor):
+        return ("tensor", state.dtype, float(state))
+    return state if isinstance(state, (int, float, str, bool, type(None))) else type(state).__name__
+
+
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+def test_sequentiallr_state_follows_torch(lr_type: str) -> None:
+    # older torch: each scheduler's _last_lr holds the tensors it wrote, which SequentialLR's reset leaves
+    # outside the groups (and its own steps keep writing); newer torch holds clones
+    got = []
+    for M, _ in SIDES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            o = _opt(lr_type, (0.1,))
+            s = M.SequentialLR(o, [M.ConstantLR(o, 0.5, 3), M.LinearLR(o, 0.1, 1.0, 4), M.ExponentialLR(o, 0.9)],
+                               [5, 9])
+            seen = [_state_values(s.state_dict())]
+            for _ in range(12):
+                o.step()
+                s.step()
+                seen.append(_state_values(s.state_dict()))
+        got.append(seen)
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("name", ["SequentialLR", "LambdaLR"])
+def test_a_live_state_dict_loaded_as_is_follows_torch(name: str) -> None:
+    # a state dict loaded without a copy shares its base LR tensors with the scheduler it came from; on older torch
+    # SequentialLR makes them the groups' LR tensors, which that scheduler's steps keep changing
+    def build(M: Any, o: Any) -> Any:
+        if name == "LambdaLR":
+            s = M.LambdaLR(o, lambda e: 0.9 ** e)
+            o.param_groups[0]["lr"] = o.param_groups[0]["initial_lr"]  # the base LR tensor is the group's LR
+            return s
+        return M.SequentialLR(o, [M.LambdaLR(o, lambda e: 1.02 ** e), M.CosineAnnealingLR(o, 20)], [8])
+
+    runs = []
+    for M, _ in SIDES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            o = _opt("f64", (0.1,))
+            s = build(tl, o)  # the source is torch's: what it shares is torch's doing
+            for _ in range(3):
+                o.step()
+                s.step()
+            o2 = _opt("f64", (0.1,))
+            s2 = build(M, o2)
+            o2.load_state_dict(o.state_dict())
+            s2.load_state_dict(s.state_dict())
+            seen = []
+            for _ in range(12):
+                for opt, sched in ((o, s), (o2, s2)):
+                    opt.step()
+                    sched.step()
+                seen.append((_group_state(o2), _floats(s2.get_last_lr())))
+        runs.append(seen)
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+def test_swalr_state_dict_under_weights_only_follows_torch(lr_type: str) -> None:
+    # older torch's SWALR state dict holds its anneal function, which torch.load(weights_only=True) refuses
+    import io
+
+    got = []
+    for M, swa in SIDES:
+        s = swa(_opt(lr_type), swa_lr=0.05, anneal_epochs=3, anneal_strategy="linear")
+        buf = io.BytesIO()
+        torch.save(s.state_dict(), buf)
+        buf.seek(0)
+        try:
+            loaded: Any = sorted(torch.load(buf, weights_only=True))
+        except Exception as e:  # noqa: BLE001 - the type is compared with torch's
+            loaded = type(e)
+        got.append(loaded)
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+def test_a_bool_hyperparameter_follows_torch(lr_type: str) -> None:
+    # torch's arithmetic takes a bool as a number with float LRs; with tensor LRs it refuses a bool operand, a
+    # RuntimeError on older torch and a NotImplementedError on newer
+    got = []
+    for M, _ in SIDES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            o = _opt(lr_type, (2.0, 3.0))
+            seen: list[Any] = []
+            try:
+                s = M.CosineAnnealingLR(o, 10, eta_min=True)
+                for _ in range(12):
+                    o.step()
+                    s.step()
+                    seen.append(_group_state(o))
+            except Exception as e:  # noqa: BLE001 - the type is compared with torch's
+                seen.append(type(e))
+        got.append(seen)
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+@pytest.mark.parametrize("T_0,T_mult,last_epoch", [(1, 2, 3), (2, 3, 10), (3, 1, 7), (2, 2, -1)])
+def test_warm_restarts_follow_torch(T_0: int, T_mult: int, last_epoch: int, lr_type: str) -> None:
+    # older torch subtracts T_i once from a T_cur past a restart (a resumed schedule can stay past it) and assigns
+    # the LRs, a tensor LR replaced by a new tensor each step; newer torch takes T_cur modulo T_i and fills
+    got = []
+    for M, _ in SIDES:
+        o = _opt(lr_type)
+        if last_epoch != -1:
+            for g in o.param_groups:
+                g["initial_lr"] = g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]
+        s = M.CosineAnnealingWarmRestarts(o, T_0, T_mult, eta_min=1e-3, last_epoch=last_epoch)
+        seen = []
+        for _ in range(20):
+            before = [g["lr"] for g in o.param_groups]
+            o.step()
+            s.step()
+            seen.append((_group_state(o), s.T_cur, s.T_i, [g["lr"] is b for g, b in zip(o.param_groups, before)]))
+        got.append(seen)
+    assert got[0] == got[1]
+
+
+ADDED_GROUP: dict[str, Callable[[Any, Any, torch.optim.Optimizer], Any]] = {
+    **{name: BUILDERS[name] for name in ("ExponentialLR", "CosineAnnealingLR", "LambdaLR", "MultiplicativeLR",
+                                         "StepLR", "CyclicLR", "SWALR-cos")},
+    "LambdaLR-list": lambda M, swa, o: M.LambdaLR(o, [lambda e: 0.9 ** e, lambda e: 0.8 ** e]),
+    "MultiStepLR": lambda M, swa, o: M.MultiStepLR(o, [2, 4, 9], 0.5),
+    "WarmRestarts": lambda M, swa, o: M.CosineAnnealingWarmRestarts(o, 3, 2),
+}
+
+
+@pytest.mark.parametrize("epoch", [None, 6], ids=["step", "step-epoch"])
+@pytest.mark.parametrize("lr_type", ["float", "f64"])
+@pytest.mark.parametrize("name", sorted(ADDED_GROUP))
+def test_a_param_group_added_later_follows_torch(name: str, lr_type: str, epoch: Any) -> None:
+    # newer torch zips the groups with base_lrs (and lr_lambdas, max_lrs, ...) strictly: ValueError once a group
+    # was added; older torch stops at the shorter one, the groups past it keep their LRs
+    got = []
+    for M, swa in SIDES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            o = _opt(lr_type)
+            s = ADDED_GROUP[name](M, swa, o)
+            seen: list[Any] = []
+            for i in range(8):
+                if i == 3:
+                    lr: Any = 0.05 if lr_type == "float" else torch.tensor(0.05, dtype=torch.float64)
+                    o.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "lr": lr})
+                o.step()
+                try:
+                    s.step(epoch) if i == 5 and epoch is not None else s.step()
+                except Exception as e:  # noqa: BLE001 - the type is compared with torch's
+                    seen.append(type(e))
+                    break
+                seen.append((_floats(g["lr"] for g in o.param_groups), _floats(s.get_last_lr()), s.last_epoch))
+        got.append(seen)
+    assert got[0] == got[1]
+
+
+@pytest.mark.parametrize("edit", ["replace", "scale"])
+def test_sequentiallr_with_an_lr_edited_by_hand_follows_torch(edit: str) -> None:
+    # older torch: SequentialLR makes each group's initial_lr (every scheduler's base LR) the group's LR, so the
+    # steps change the base LRs in place until the LR is replaced; the next scheduler's closed form reads them
+    got = []
+    for M, _ in SIDES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            o = _opt("f64", (0.1,))
+            s = M.SequentialLR(o, [M.CosineAnnealingLR(o, 10), M.LinearLR(o, 0.01, total_iters=1),
+                                   M.LambdaLR(o, lambda e: 0.9 ** e)], [3, 6])
+            seen = []
+            for i in range(10):
+                if i == 1:
+                    g = o.param_groups[0]
+                    if edit == "replace":
+                        g["lr"] = torch.tensor(float(g["lr"]) * 0.5, dtype=torch.float64)
+                    else:
+                        g["lr"].mul_(0.5)
+                o.step()
+                s.step()
+                seen.append((_group_state(o), _floats(s.get_last_lr())))
+        got.append(seen)
+    assert got[0] == got[1]

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 from torch.optim.lr_scheduler import LRScheduler
 
+from . import _compile
+
 __all__ = ["SchedulerView", "VIEW_STATE_KEY"]
 
 #: The key of a view's state dict: the wrapper's own ``'torchsched'`` entry, the same one its
@@ -57,6 +59,7 @@ class SchedulerView(LRScheduler):
         self.optimizer = wrapper
         self._wrapper: Any = wrapper  # the same object, typed as what it is (a ScheduledOptimizer)
         self._seen: list[float] = wrapper.get_last_lr()  # the LRs at the view's last step()
+        _compile.register(self)
 
     # ---- the step, always the wrapper's
     @property
@@ -89,6 +92,8 @@ class SchedulerView(LRScheduler):
     def step(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         """Advances nothing (the wrapped optimizer's ``step()`` already did); takes note of the current LRs
         for :meth:`get_last_lr`, as a torch scheduler's step does."""
+        if _compile.tracing():  # torch.compile traces one op that runs this step (the host mirror moved)
+            return _compile.traced_view_step(self)
         self._seen = self._wrapper.get_last_lr()
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
@@ -117,3 +122,6 @@ class SchedulerView(LRScheduler):
 
     def __repr__(self) -> str:
         return f"SchedulerView(step={self.last_epoch}, lrs={self.get_last_lr()})"
+
+
+_compile.run_as_is(SchedulerView.step)  # host bookkeeping: dynamo runs it as it is when not tracing it

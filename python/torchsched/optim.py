@@ -39,6 +39,11 @@ same groups would silently win (torch schedulers write after the optimizer step)
 The checks ride on the step's existing proof window (:class:`LrGuard` tickets), so a step pays nothing for
 them but one check per :data:`CHECK_EVERY` steps (a loop over the groups).
 
+**torch.compile.** Where dynamo traces :meth:`ScheduledOptimizer.step`, the step is the wrapped optimizer's
+step between two ``torchsched::wrap_step`` ops (the checks and the finite-LR proof before the update, the
+advance after it; see :mod:`torchsched._compile`): the wrapper adds no graph break and no recompile, and a
+refused step still raises before the update. Tensor LRs keep the optimizer's own compiled step from recompiling.
+
 A step that raises does not advance. A step that a :class:`torch.amp.GradScaler` skips does not advance
 either: the scaler does not call ``step()`` for ordinary optimizers, and for the fused ones it sets
 ``found_inf`` on the optimizer, which the wrapper reads before advancing.
@@ -84,6 +89,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from . import _compile
 from . import _validate as check
 from ._engine import LR_LIMIT_FLOAT32, LR_LIMIT_FLOAT64, HostBinding, LrGuard
 from ._scheduler_view import SchedulerView
@@ -160,6 +166,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         d["_lr_scale"] = lr_scale
         d["_view"] = None  # a weak reference to the scheduler view, once made
         d["_warned"] = False  # one ScheduleConflictWarning per wrapper
+        d["_handle"] = _compile.register(self)  # how a compiled step's ops find this wrapper
+        d["_pending_gradients"] = None  # a compiled step's gradient reading, between its two ops
         for i, group in enumerate(groups):
             self._describe(i, group)
         self._rebuild(step=0)
@@ -262,6 +270,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         d["_bank"] = bank
         d["_reads_gradients"] = bank is not None and bool(bank.gradients)
         d["_binding"] = binding
+        buffer = getattr(binding, "buffer", None)
+        d["_lr_targets"] = (buffer,) if buffer is not None else ()  # what a compiled step stores the LRs into
         d["_guard"] = guard
         d["_tickets"] = repeat(True, 0)  # one per advance proven safe from the engine's step on (_prove_ahead)
         d["_proven_to"] = -1  # the last step the guard proved (none yet)
@@ -326,6 +336,8 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         Returns what the wrapped step returns (the closure's loss). Nothing advances if it raises, or if a
         GradScaler found infs (``found_inf`` non-zero).
         """
+        if _compile.tracing():  # torch.compile: the optimizer's step between two ops (see torchsched._compile)
+            return _compile.traced_wrap_step(self, closure)
         opt = self._optimizer
         groups = opt.param_groups
         if groups is not self._groups or len(groups) != self._count:
@@ -633,6 +645,10 @@ class ScheduledOptimizer(torch.optim.Optimizer):
         sched = scheds.pop() if len(scheds) == 1 else f"<{len(self._schedules)} per-group schedules>"
         return (f"ScheduledOptimizer({self._optimizer!r},\n  schedule={sched}, multipliers={self._multipliers}, "
                 f"step={self.last_step})")
+
+
+# host bookkeeping an eager step runs: dynamo does not compile it as frames of their own (see torchsched._compile)
+_compile.run_as_is(ScheduledOptimizer._prove_ahead, ScheduledOptimizer._resync)
 
 
 def wrap(optimizer: torch.optim.Optimizer, schedule: Schedule | None = None, *, multipliers: Any = None,

@@ -50,6 +50,14 @@ the LRs live:
 Numbers: float LRs and float64 LR tensors reproduce torch bit for bit (float64 arithmetic in torch's order).
 float32 LR tensors agree to float32 precision: torch multiplies in float32, the core in float64 and rounds once.
 
+Torch versions: each class follows the installed torch (2.4 and newer) where its schedulers changed: the initial
+step's flag and its ``state_dict`` key, SWALR's strategy, SequentialLR's milestone step, where warnings point,
+lists zipped strictly or not, CosineAnnealingWarmRestarts' restarts, ReduceLROnPlateau's ``default_min_lr``, and
+whether ``get_last_lr()`` and base LRs alias the groups' LR tensors (older torch) or hold clones. Every such fact
+is read off torch itself in ``_torch_compat``. Where the lists alias the groups' tensors, the twins keep the
+user's tensors and fill them group by group as torch does (a single group's tensor is bound in place), and a
+schedule whose base LRs torch reads as they change (SequentialLR makes them the groups' LRs) runs torch's code.
+
 Group keys that torch reads at every step (``OneCycleLR``'s ``initial_lr``/``max_lr``/``min_lr`` and
 ``max_momentum``/``base_momentum``, ``SWALR``'s ``swa_lr``) are compiled into the program and compared at every
 step in which the group dict changed: an edit recompiles before the next step, as torch would see it.
@@ -109,9 +117,10 @@ __all__ = [
 ]
 
 # a traced step() is one custom op that runs the step (torch.compile; see torchsched._compile)
-_compile.trace_scheduler_steps(c_steps=(_Core.__dict__["step"],), c_metric_steps=(ReduceLROnPlateau.__dict__["step"],),
-                               python_steps=(SequentialLR.step, ChainedScheduler.step, CosineAnnealingWarmRestarts.step))
-_compile.run_as_is(_Core._python_step, ReduceLROnPlateau._plateau_python_step)  # what the C-level steps call
+_compile.trace_scheduler_steps((_Core,), (ReduceLROnPlateau,),
+                               (SequentialLR.step, ChainedScheduler.step, CosineAnnealingWarmRestarts.step))
+_compile.run_as_is_from_core(_Core, "_python_step")  # what the C-level steps call
+_compile.run_as_is_from_core(ReduceLROnPlateau, "_plateau_python_step")
 
 for _cls in (LambdaLR, MultiplicativeLR, StepLR, MultiStepLR, ConstantLR, LinearLR, ExponentialLR,
              SequentialLR, PolynomialLR, CosineAnnealingLR, ChainedScheduler, ReduceLROnPlateau, CyclicLR,

@@ -5,6 +5,7 @@ host engine or the CUDA engine."""
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.optim import lr_scheduler as _tl
 
-from .. import _core
+from .. import _compile, _core
 from .. import _validate as check
 from .._cuda_optim import refuse_cpu_lr_for_cuda_params
 from ._cuda_stepper import DeviceProgram, _CudaStepper, _make_stepper, _scheduler_program, _write_on_device
@@ -24,6 +25,7 @@ from ._step import (
 )
 
 EPOCH_DEPRECATION_WARNING = _tl.EPOCH_DEPRECATION_WARNING
+_LR = operator.itemgetter("lr")
 
 _OVERRIDDEN_STEP_WARNING = (
     "Seems like `optimizer.step()` has been overridden after learning rate scheduler "
@@ -113,6 +115,11 @@ class LRScheduler(_tl.LRScheduler):
     A subclass implements :meth:`get_lr`, which runs in Python, exactly as with torch. The concrete
     classes of this module run their rules in the compiled core instead.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        _compile.register(self)  # a compiled step's op finds the scheduler by its handle
+        return self
 
 
 class _LastLR(LRScheduler):
@@ -223,12 +230,16 @@ class _LastLR(LRScheduler):
 class _Core(_LastLR):
     """The machinery shared by the classes whose rule runs in the core."""
 
-    __slots__ = ("_needs_recompile", "_closed_stepper", "_lr_buffer_dtype", "_rule_in_core", "_c_step_ok")
+    __slots__ = ("_needs_recompile", "_closed_stepper", "_lr_buffer_dtype", "_lr_views", "_unbound_lrs",
+                 "_rule_in_core", "_c_step_ok", "_base_values")
     _needs_recompile: bool  # recompile before the next step
     _closed_stepper: Any     # the closed-form engine, built on first use
     _lr_buffer_dtype: Any   # the LR buffer's dtype, None for Python floats
+    _lr_views: tuple[Tensor, ...]  # the LR tensors the host engine writes (bound with the buffer)
+    _unbound_lrs: tuple[Tensor, ...]  # the groups' LR tensors when they could not be bound (the per-group path)
     _rule_in_core: bool     # get_lr is ours (a subclass overriding it runs torch's Python path)
     _c_step_ok: bool        # the C-level step may run this configuration
+    _base_values: tuple[Any, ...] | None  # tensor base LRs as compiled, where torch may see them change
     cycle_momentum: bool    # CyclicLR / OneCycleLR (torch's attributes)
     use_beta1: bool
 
@@ -240,6 +251,7 @@ class _Core(_LastLR):
     _has_closed_form = False     # torch's class has _get_closed_form_lr
     _cycles_momentum = False     # the rule also cycles momentum / beta1
     _watches_group_keys = False  # the program compiles group keys (other than lr) that torch reads every step
+    _reads_base_lrs = True       # torch's get_lr reads base_lrs (not only its closed form)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -253,8 +265,11 @@ class _Core(_LastLR):
         self._needs_recompile = True
         self._closed_stepper = None
         self._lr_buffer_dtype = None
+        self._lr_views = ()
+        self._unbound_lrs = ()
         self._rule_in_core = True
         self._c_step_ok = False
+        self._base_values = None
         return self
 
     # ---- the per-class parts
@@ -284,7 +299,7 @@ class _Core(_LastLR):
 
     def _check_closed_form_like_torch(self, t: Any) -> None:
         groups = self.optimizer.param_groups
-        if len(self.base_lrs) != len(groups):
+        if len(self.base_lrs) != len(groups) and compat.STRICT_ZIPS:
             list(zip(groups, self.base_lrs, strict=True))  # torch's _update_lr raises this ValueError
 
     def _closed_form_now(self) -> bool:
@@ -305,23 +320,26 @@ class _Core(_LastLR):
     def _check_hyperparameters(self, state: Mapping[str, Any]) -> bool:
         """Checks the numeric hyperparameters in ``state`` (the instance's, or a state dict being loaded): each a
         number torch's arithmetic takes (else TypeError, torch's type for them) and finite (else ValueError: the
-        choice documented in the package). True when one of them is a tensor: torch's arithmetic then returns
-        tensors of its dtype, so the steps run torch's own code (see :meth:`_runs_torch_code`)."""
+        choice documented in the package). True when one of them is a tensor (torch's arithmetic then returns
+        tensors of its dtype) or a bool (which torch's tensor arithmetic refuses, with an error type that changed
+        between releases): the steps then run torch's own code (see :meth:`_runs_torch_code`)."""
         owner = type(self).__name__
         if "base_lrs" in state:  # tensor LRs are the engines' business: only their values are checked here
             check.scheduler_numbers(owner, "base_lrs", state["base_lrs"])
+        torch_typed = (Tensor, bool)
         tensor = False
         for i, group in enumerate(self.optimizer.param_groups):
             for key in self._group_hyperparameters():
                 if key in group:
                     value = check.scheduler_number(owner, f"param_groups[{i}][{key!r}]", group[key])
-                    tensor = isinstance(value, Tensor) or tensor
+                    tensor = isinstance(value, torch_typed) or tensor
         for name in self._hyperparameters:
             if name in state:
-                tensor = isinstance(check.scheduler_number(owner, name, state[name]), Tensor) or tensor
+                tensor = isinstance(check.scheduler_number(owner, name, state[name]), torch_typed) or tensor
         for name in self._hyperparameter_lists:
             if name in state:
-                tensor = any(isinstance(v, Tensor) for v in check.scheduler_numbers(owner, name, state[name])) or tensor
+                values = check.scheduler_numbers(owner, name, state[name])
+                tensor = any(isinstance(v, torch_typed) for v in values) or tensor
         return tensor
 
     def _group_hyperparameters(self) -> tuple[str, ...]:
@@ -332,7 +350,31 @@ class _Core(_LastLR):
         """True where the steps run torch's own get_lr (exact, O(groups) in Python) rather than the core: no param
         groups (the core needs one), or what the class's hook says (a state the core does not model)."""
         groups = self.optimizer.param_groups
-        return not groups or compat.base_lrs_alias_groups(self.__dict__.get("base_lrs", ()), groups)
+        return (not groups or compat.base_lrs_alias_groups(self.__dict__.get("base_lrs", ()), groups)
+                or (not compat.STRICT_ZIPS and self._lengths_differ()))
+
+    def _lengths_differ(self) -> bool:
+        """A per-group list torch's get_lr reads of another length than the param groups (a group added since
+        construction). The rules that only scale each group's LR read base_lrs in the closed form alone."""
+        return self._reads_base_lrs and len(self.__dict__.get("base_lrs", ())) != len(self.optimizer.param_groups)
+
+    def _follow_torch(self) -> None:
+        """Hands the steps to torch's own code where the installed torch reads what the program cannot hold: on
+        older torch, a base LR tensor that is a group's LR or was changed since it was compiled (shared with a
+        scheduler whose state was loaded into this one's), and lists of other lengths than the groups (older torch
+        zips them unchecked: the shorter one says how many groups step)."""
+        if not self._rule_in_core or self._needs_recompile:
+            return
+        if not compat.CLONES_LRS:
+            bases = self.__dict__.get("base_lrs", ())
+            groups = self.optimizer.param_groups
+            # (the same tensors as at the last step's check cannot have become base LRs)
+            if ((not self._lrs_still_unbound(groups) and compat.base_lrs_alias_groups(bases, groups))
+                    or (self._base_values is not None and compat.tensor_base_stamp(bases) != self._base_values)):
+                self._invalidate_program()
+                return
+        if not compat.STRICT_ZIPS and self._lengths_differ():
+            self._invalidate_program()
 
     def _check_state(self, owner: str, state: Mapping[str, Any]) -> None:
         super()._check_state(owner, state)
@@ -364,6 +406,7 @@ class _Core(_LastLR):
         self._rule_in_core = in_core
         self._needs_recompile = False
         self._closed_stepper = None
+        self._base_values = None
         if not self._rule_in_core:
             self._stepper = None
             self._c_step_ok = False
@@ -380,6 +423,9 @@ class _Core(_LastLR):
                 self._closed_stepper = _name_engine(_make_stepper(self._compile_closed_form(groups), None), self)
             return
         self._bind_lr_storage(groups)
+        self._base_values = compat.tensor_base_stamp(self.base_lrs)
+        if self._base_values is not None and compat.foreign_base_lrs(self.base_lrs, groups):
+            self._c_step_ok = False  # each step compares them (_follow_torch)
         if self._has_closed_form and any(isinstance(b, Tensor) for b in self.base_lrs):
             # tensor base LRs are read now, not at the first closed-form step (a milestone of SequentialLR,
             # deep in training): a tensor read is a sync on a GPU
@@ -393,6 +439,7 @@ class _Core(_LastLR):
         ts = self._stepper
         lrs = [g["lr"] for g in groups]
         self._lr_buffer_dtype = None
+        self._unbound_lrs = ()
         if all(type(v) is float or type(v) is int or isinstance(v, float) for v in lrs):
             ts.bind_floats()
         elif lrs and all(isinstance(v, Tensor) for v in lrs):
@@ -401,18 +448,20 @@ class _Core(_LastLR):
             binding = _tensor_binding(groups, lrs, replace=compat.CLONES_LRS)
             if binding is None:
                 ts.unbind()
+                self._unbound_lrs = tuple(lrs)
             else:
                 views, ptr, code, dtype = binding
                 ts.bind_buffer(views, ptr, code)
                 self._lr_buffer_dtype = dtype
+                self._lr_views = views
         else:
             ts.unbind()
 
     def _build_last_lr(self) -> list[Any]:
         if self._lr_buffer_dtype is None:
             return self._stepper.lrs()
-        if not compat.CLONES_LRS:  # torch's _last_lr is the groups' tensors themselves (the bound views)
-            return compat.group_lrs(self.optimizer.param_groups)
+        if not compat.CLONES_LRS:  # torch's _last_lr: the tensors the step wrote (since replaced in a group or not)
+            return list(self._lr_views)
         return list(torch.tensor(self._stepper.lrs(), dtype=self._lr_buffer_dtype).unbind(0))
 
     def _group_keys_edited(self, groups: list[dict[str, Any]]) -> bool:
@@ -423,10 +472,22 @@ class _Core(_LastLR):
         """The program no longer describes the groups: their number changed, or a compiled-in key did."""
         return len(groups) != self._stepper.groups or self._group_keys_edited(groups)
 
+    def _lrs_still_unbound(self, groups: list[dict[str, Any]]) -> bool:
+        """The groups hold the LR tensors that could not be bound at the last try (none put in since)."""
+        held = self._unbound_lrs
+        if not held or len(held) != len(groups):
+            return False
+        try:
+            return all(map(operator.is_, map(_LR, groups), held))
+        except KeyError:
+            return False
+
     def _store_in_core(self, groups: list[dict[str, Any]], t: Any, u: float) -> bool:
         """One in-place core call for every group; False when the groups need the per-group path."""
         if self._stepper.try_step(groups, t, u):
             return True
+        if self._lrs_still_unbound(groups):
+            return False  # the same tensors as at the last try: they would not bind now either
         _refuse_cpu_lrs_for_cuda_params(groups)  # an LR tensor may have been put in
         self._bind_lr_storage(groups)
         return bool(self._stepper.try_step(groups, t, u))
@@ -434,6 +495,7 @@ class _Core(_LastLR):
     # ---- torch's step() and _update_lr(), the slow path of the C-level step
     def _initial_step(self) -> None:
         """Initialize step counts and perform the initial step (torch's, with the core)."""
+        _compile.own_step_wrapper(self.optimizer)  # torch's wrapper of optimizer.step graph-breaks when compiled
         self._step_count = 0
         self._needs_recompile = True
         if not compat.INITIAL_FLAG:  # torch keeps no flag (nor a state_dict key): get_lr tests last_epoch
@@ -468,9 +530,7 @@ class _Core(_LastLR):
             raise
 
     def _update_lr(self, epoch: Any = None) -> None:
-        if (not compat.CLONES_LRS and self._rule_in_core and self._lr_buffer_dtype is None
-                and compat.base_lrs_alias_groups(self.__dict__.get("base_lrs", ()), self.optimizer.param_groups)):
-            self._invalidate_program()  # a group's LR became a base LR tensor (older torch): torch's code from now
+        self._follow_torch()
         if self._needs_recompile:
             self._recompile()
         if not self._rule_in_core:  # a subclass overrides get_lr: torch's Python path
@@ -527,12 +587,18 @@ class _Core(_LastLR):
         if self._closed_stepper is None:
             self._closed_stepper = _name_engine(_make_stepper(self._compile_closed_form(self.optimizer.param_groups),
                                                               _params_device(self.optimizer)), self)
-        return list(self._closed_stepper.compute(t))
+        values = list(self._closed_stepper.compute(t))
+        groups = self.optimizer.param_groups
+        n = min(len(self.base_lrs), len(groups))
+        if n != len(groups) or len(values) != n:  # older torch: the groups past base_lrs keep their LRs
+            values = values[:n] + [float(g["lr"]) for g in groups[n:]]
+        return values
 
     # ---- torch's public computing methods, core-backed
     def _get_lr_in_core(self) -> bool:
         """get_lr's preamble: recompiles when due and warns as torch does outside ``step()``; False when the
         rule runs torch's own Python code instead (which warns by itself)."""
+        self._follow_torch()
         if self._needs_recompile:
             self._recompile()
         if not self._rule_in_core:

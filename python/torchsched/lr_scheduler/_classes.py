@@ -5,8 +5,12 @@ has one, its closed form for ``step(epoch)``) into a core program and names the 
 from __future__ import annotations
 
 import math
+import sys
+from bisect import bisect_right
 from typing import Any, Mapping
 
+import numpy as np
+import torch
 from torch import Tensor
 from torch.optim import lr_scheduler as _tl
 
@@ -16,6 +20,31 @@ from ..schedules import Schedule
 from . import _torch_compat as compat
 from ._base import _ClosedForm, _Core
 from ._spec import _PREV, _SCALE, _base, _leaf, _schedule_or_input, _Spec
+
+
+def _check_power_like_torch(bases: Any, gamma: Any, n: Any) -> None:
+    """Raises what torch's closed form ``base_lr * gamma ** n`` raises: Python's OverflowError for a float power
+    out of range, or for an int power that a float (or, past 64 bits, a tensor) cannot take."""
+    power = gamma ** n
+    if isinstance(power, int) and abs(power) >= 2**63:
+        for base in bases:
+            base * power
+
+
+def _finite_power(base: float, gamma: Any, n: int, float32: bool = False) -> float:
+    """``base * gamma ** n`` for a table the core reads (finite only): where Python's power overflows torch raises
+    first (_check_power_like_torch); a product past the float range is held as the largest float. A float32 base
+    LR tensor multiplies in float32, as torch's tensor arithmetic does (the power cast to float32 first)."""
+    try:
+        power = float(gamma ** n)
+    except OverflowError:
+        return 0.0
+    if float32:
+        with np.errstate(over="ignore"):
+            value = float(np.float32(base) * np.float32(power))
+    else:
+        value = base * power
+    return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
 
 
 class _Lambdas:
@@ -63,6 +92,9 @@ class LambdaLR(_Lambdas, _Core, _tl.LambdaLR):
         return _Spec(leaves, combine=_SCALE, scale=[_base(self, g) for g in range(n)],
                      fns=fns if any(f is not None for f in fns) else None, fast=fast)
 
+    def _lengths_differ(self) -> bool:
+        return super()._lengths_differ() or len(self.lr_lambdas) != len(self.base_lrs)
+
     def _check_like_torch(self, t: Any) -> None:
         if len(self.lr_lambdas) != len(self.base_lrs):
             list(zip(self.lr_lambdas, self.base_lrs, strict=True))
@@ -102,6 +134,9 @@ class MultiplicativeLR(_Lambdas, _Core, _tl.MultiplicativeLR):
     def _keeps_lr_unflagged(self, t: Any) -> bool:
         return t <= 0
 
+    def _lengths_differ(self) -> bool:
+        return len(self.lr_lambdas) != len(self.optimizer.param_groups)
+
     def _check_like_torch(self, t: Any) -> None:
         groups = self.optimizer.param_groups
         if len(self.lr_lambdas) != len(groups):
@@ -117,6 +152,7 @@ class MultiplicativeLR(_Lambdas, _Core, _tl.MultiplicativeLR):
 class StepLR(_ClosedForm, _Core, _tl.StepLR):
     """torch's ``StepLR``: the LR is multiplied by ``gamma`` every ``step_size`` epochs. Runs in the core."""
 
+    _reads_base_lrs = False
     _compiled_params = ("base_lrs", "step_size", "gamma")
     _hyperparameters = ("step_size", "gamma")
 
@@ -132,8 +168,7 @@ class StepLR(_ClosedForm, _Core, _tl.StepLR):
             t % self.step_size  # torch's ZeroDivisionError
 
     def _check_closed_form_like_torch(self, t: Any) -> None:
-        if self.step_size == 0:
-            t // self.step_size
+        _check_power_like_torch(self.base_lrs, self.gamma, t // self.step_size)  # (ZeroDivisionError first)
         super()._check_closed_form_like_torch(t)
 
 
@@ -141,6 +176,7 @@ class MultiStepLR(_ClosedForm, _Core, _tl.MultiStepLR):
     """torch's ``MultiStepLR``: the LR is multiplied by ``gamma`` at each milestone (a milestone given
     twice counts twice). Runs in the core."""
 
+    _reads_base_lrs = False
     _compiled_params = ("base_lrs", "milestones", "gamma")
     _hyperparameters = ("gamma",)
 
@@ -179,14 +215,21 @@ class MultiStepLR(_ClosedForm, _Core, _tl.MultiStepLR):
         leaves = []
         for g in range(len(groups)):
             base = _base(self, g)
-            values = [base * self.gamma ** k for k in range(len(milestones) + 1)]
+            b = self.base_lrs[g] if g < len(self.base_lrs) else None
+            f32 = isinstance(b, Tensor) and b.dtype == torch.float32
+            values = [_finite_power(base, self.gamma, k, f32) for k in range(len(milestones) + 1)]
             leaves.append(_leaf(Code.PIECEWISE_CONST, 0.0, table=milestones + values, count=len(milestones)))
         return _Spec(leaves)
+
+    def _check_closed_form_like_torch(self, t: Any) -> None:
+        _check_power_like_torch(self.base_lrs, self.gamma, bisect_right(self._milestones(), t))
+        super()._check_closed_form_like_torch(t)
 
 
 class ConstantLR(_ClosedForm, _Core, _tl.ConstantLR):
     """torch's ``ConstantLR``: the LR is multiplied by ``factor`` until ``total_iters``. Runs in the core."""
 
+    _reads_base_lrs = False
     _compiled_params = ("base_lrs", "factor", "total_iters")
     _hyperparameters = ("factor", "total_iters")
 
@@ -206,6 +249,7 @@ class LinearLR(_ClosedForm, _Core, _tl.LinearLR):
     """torch's ``LinearLR``: the LR factor moves linearly from ``start_factor`` to ``end_factor`` over
     ``total_iters`` steps. Runs in the core."""
 
+    _reads_base_lrs = False
     _compiled_params = ("base_lrs", "start_factor", "end_factor", "total_iters")
     _hyperparameters = ("start_factor", "end_factor", "total_iters")
 
@@ -235,6 +279,7 @@ class LinearLR(_ClosedForm, _Core, _tl.LinearLR):
 class ExponentialLR(_ClosedForm, _Core, _tl.ExponentialLR):
     """torch's ``ExponentialLR``: the LR is multiplied by ``gamma`` every step. Runs in the core."""
 
+    _reads_base_lrs = False
     _compiled_params = ("base_lrs", "gamma")
     _hyperparameters = ("gamma",)
 
@@ -250,10 +295,15 @@ class ExponentialLR(_ClosedForm, _Core, _tl.ExponentialLR):
     def _keeps_lr_unflagged(self, t: Any) -> bool:
         return t == 0
 
+    def _check_closed_form_like_torch(self, t: Any) -> None:
+        _check_power_like_torch(self.base_lrs, self.gamma, t)
+        super()._check_closed_form_like_torch(t)
+
 
 class PolynomialLR(_ClosedForm, _Core, _tl.PolynomialLR):
     """torch's ``PolynomialLR``: the LR decays as ``(1 - t / total_iters) ** power``. Runs in the core."""
 
+    _reads_base_lrs = False
     _compiled_params = ("base_lrs", "total_iters", "power")
     _hyperparameters = ("total_iters", "power")
 

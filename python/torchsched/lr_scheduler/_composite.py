@@ -6,6 +6,7 @@ from bisect import bisect_right
 
 from torch.optim import lr_scheduler as _tl
 
+from .. import _compile
 from . import _torch_compat as compat
 from ._base import _Core, _LastLR
 from ._step import _group_lrs
@@ -19,6 +20,8 @@ class SequentialLR(_LastLR, _tl.SequentialLR):
 
     def step(self) -> None:  # type: ignore[override]
         """Perform a step."""
+        if _compile.tracing():  # torch.compile traces one op that runs this step
+            return _compile.traced_scheduler_step(self, "SequentialLR.step")
         self.last_epoch += 1
         t = self.last_epoch
         milestones = self._milestones
@@ -41,6 +44,8 @@ class ChainedScheduler(_LastLR, _tl.ChainedScheduler):
 
     def step(self) -> None:  # type: ignore[override]
         """Perform a step."""
+        if _compile.tracing():  # torch.compile traces one op that runs this step
+            return _compile.traced_scheduler_step(self, "ChainedScheduler.step")
         for scheduler in self._schedulers:
             scheduler.step()
         last = self._schedulers[-1]

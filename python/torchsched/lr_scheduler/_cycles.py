@@ -3,7 +3,6 @@ OneCycleLR and SWALR."""
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
@@ -11,6 +10,7 @@ from torch import Tensor
 from torch.optim import lr_scheduler as _tl
 from torch.optim import swa_utils as _swa_utils
 
+from .. import _compile
 from .. import _validate as check
 from .._program import Builder, Code
 from . import _torch_compat as compat
@@ -37,14 +37,11 @@ class CyclicLR(_Core, _tl.CyclicLR):
         # torch's scale_fn: the custom one, else the one _init_scale_fn picked (exp_range's gamma bound then)
         custom = self._scale_fn_custom
         ref = self.__dict__.get("_scale_fn_ref")
+        known = compat.cyclic_scale(ref) if custom is None else None
         gamma = 0.0
-        if custom is None and ref is _tl.CyclicLR._triangular_scale_fn:
-            mode = 0.0
-        elif custom is None and ref is _tl.CyclicLR._triangular2_scale_fn:
-            mode = 1.0
-        elif (custom is None and isinstance(ref, functools.partial)
-              and ref.func is _tl.CyclicLR._exp_range_scale_fn and len(ref.args) == 1 and not ref.keywords):
-            mode, gamma = 2.0, float(ref.args[0])
+        if known is not None:
+            mode = {"triangular": 0.0, "triangular2": 1.0, "exp_range": 2.0}[known[0]]
+            gamma = known[1]
         else:
             mode = 3.0
             custom = custom if custom is not None else ref
@@ -63,10 +60,13 @@ class CyclicLR(_Core, _tl.CyclicLR):
             mleaves = [_leaf(Code.TORCH_CYCLIC, float(bm[g]) if g < len(bm) else 0.0,
                              float(mm[g]) if g < len(mm) else 0.0, *shared, 1.0) for g in range(n)]
         fns = [custom] * n if custom is not None else None
+        # triangular2's 2.0 ** (cycle - 1) overflows past cycle 1024 (OverflowError in torch): checked steps from
+        # a little before
+        max_step = math.inf if mode != 1.0 else 1023.0 * (self.total_size if self.scale_mode == "cycle" else 1.0)
         return _Spec(leaves, mleaves=mleaves, mom_key=mom_key, fns=fns,
                      mfns=fns if (custom is not None and self.cycle_momentum) else None,
                      cycle_total=self.total_size if (custom is not None and self.scale_mode == "cycle") else 0.0,
-                     fast=fast)
+                     max_step=max_step, fast=fast)
 
     def _lr_types_like_torch(self, groups: list[dict[str, Any]], t: Any) -> list[Any]:
         # torch: base_lr + (max_lr - base_lr) * scale, from its own base_lrs / max_lrs (floats unless given tensors)
@@ -76,10 +76,16 @@ class CyclicLR(_Core, _tl.CyclicLR):
         # a tensor base_lr argument: torch puts those tensors in the groups, aliased by base_lrs, and fills them
         return super()._runs_torch_code() or any(isinstance(b, Tensor) for b in self.base_lrs)
 
+    def _lengths_differ(self) -> bool:
+        n = len(self.optimizer.param_groups)
+        lists = ("base_lrs", "max_lrs", "base_momentums", "max_momentums") if self.cycle_momentum else ("base_lrs",
+                                                                                                       "max_lrs")
+        return any(len(self.__dict__.get(name, ())) != n for name in lists)
+
     def _check_like_torch(self, t: Any) -> None:
-        ref = self.__dict__.get("_scale_fn_ref")
-        if (self._scale_fn_custom is None and isinstance(ref, functools.partial)
-                and ref.func is _tl.CyclicLR._exp_range_scale_fn and len(ref.args) == 1 and abs(ref.args[0]) > 1):
+        ref: Any = self.__dict__.get("_scale_fn_ref")
+        known = compat.cyclic_scale(ref) if self._scale_fn_custom is None else None
+        if known is not None and (known[0] == "triangular2" or (known[0] == "exp_range" and abs(known[1]) > 1)):
             ref(t if self.scale_mode == "iterations" else math.floor(1 + t / self.total_size))  # OverflowError
         cycle = math.floor(1 + t / self.total_size)
         x = 1.0 + t / self.total_size - cycle
@@ -110,8 +116,11 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
     def step(self, epoch: Any = None) -> None:  # type: ignore[override]
         """Step the scheduler, after every batch if you like: ``step(epoch + i / iters)`` works as in torch."""
+        if _compile.tracing():  # torch.compile traces one op that runs this step
+            return _compile.traced_scheduler_step(self, "CosineAnnealingWarmRestarts.step", epoch)
         if epoch is not None:
             check.scheduler_epoch("CosineAnnealingWarmRestarts.step", epoch)
+        self._follow_torch()
         if self._needs_recompile:
             self._recompile()
         if not self._rule_in_core:
@@ -128,7 +137,7 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
             epoch = self.last_epoch + 1
             T_cur = self.T_cur + 1
             if T_cur >= self.T_i:
-                T_cur = T_cur % self.T_i
+                T_cur = T_cur % self.T_i if compat.WARM_RESTARTS_MODULO else T_cur - self.T_i
                 self.T_i = self.T_i * self.T_mult
             self.T_cur = T_cur
         else:
@@ -147,6 +156,19 @@ class CosineAnnealingWarmRestarts(_Core, _tl.CosineAnnealingWarmRestarts):
 
     def _rule_clock(self) -> Any:
         return self.T_cur
+
+    def _runs_torch_code(self) -> bool:
+        # a torch that assigns the LRs: tensor LRs become the new tensors its formula returns
+        return super()._runs_torch_code() or self._tensor_lrs_replaced()
+
+    def _follow_torch(self) -> None:
+        super()._follow_torch()
+        if self._rule_in_core and not self._needs_recompile and self._tensor_lrs_replaced():
+            self._invalidate_program()
+
+    def _tensor_lrs_replaced(self) -> bool:
+        return not compat.WARM_RESTARTS_FILL and any(isinstance(g.get("lr"), Tensor)
+                                                     for g in self.optimizer.param_groups)
 
     def _second_clock(self) -> float:
         return float(self.T_i)
@@ -241,18 +263,27 @@ class OneCycleLR(_Core, _tl.OneCycleLR):
     _hyperparameters = ("total_steps",)
 
     def _check_hyperparameters(self, state: Any) -> bool:
+        if self._missing_group_keys():
+            return True  # torch's own code: its errors come first (a KeyError, or its ValueError past total_steps)
         for phase in state.get("_schedule_phases", ()):  # the phase ends torch computes from pct_start
             check.scheduler_number("OneCycleLR", "pct_start", phase["end_step"])
         return super()._check_hyperparameters(state)
 
     def _group_hyperparameters(self) -> tuple[str, ...]:
-        momenta = ("max_momentum", "base_momentum") if self.cycle_momentum else ()
-        return ("initial_lr", "max_lr", "min_lr", *momenta)
+        return self._group_keys()
 
     def _runs_torch_code(self) -> bool:
         # a scheduler pickled by an older torch holds anneal_func (any callable) instead of _anneal_func_type:
-        # torch's get_lr calls it, and so do the steps here
-        return super()._runs_torch_code() or "_anneal_func_type" not in self.__dict__
+        # torch's get_lr calls it, and so do the steps here; a group without a key it reads (built with a
+        # last_epoch, or added later) raises torch's errors in torch's order
+        return super()._runs_torch_code() or "_anneal_func_type" not in self.__dict__ or self._missing_group_keys()
+
+    def _missing_group_keys(self) -> bool:
+        return any(key not in group for group in self.optimizer.param_groups for key in self._group_keys())
+
+    def _group_keys(self) -> tuple[str, ...]:
+        momenta = ("max_momentum", "base_momentum") if self.cycle_momentum else ()
+        return ("initial_lr", "max_lr", "min_lr", *momenta)
 
     def _phases(self) -> tuple[list[float], bool]:
         phases = self._schedule_phases
@@ -315,8 +346,19 @@ class SWALR(_Core, _swa_utils.SWALR):
     _watches_group_keys = True
 
     def _runs_torch_code(self) -> bool:
-        # an anneal function the core does not know (set by hand, or missing from a loaded state): torch's get_lr
-        return super()._runs_torch_code() or compat.swa_anneal_strategy(self) is None
+        # an anneal function the core does not know (set by hand, or missing from a loaded state): torch's get_lr;
+        # so do a group without swa_lr (torch's KeyError) and an int swa_lr (torch's linear anneal stores an int)
+        return (super()._runs_torch_code() or compat.swa_anneal_strategy(self) is None
+                or any(type(g.get("swa_lr", 0)) is int for g in self.optimizer.param_groups)
+                or any("swa_lr" not in g for g in self.optimizer.param_groups))
+
+    def _lr_types_like_torch(self, groups: list[dict[str, Any]], t: Any) -> list[Any]:
+        # torch's previous LR is swa_lr itself where the previous alpha is 1, else computed from the group's LR
+        step = max(1, t) if self.anneal_epochs == 0 else t
+        anneal = compat.swa_anneal(compat.swa_anneal_strategy(self))
+        prev_alpha = anneal(max(0, min(1, (step - 1) / max(1, self.anneal_epochs))))
+        return [_first_tensor(g["swa_lr"]) if prev_alpha == 1 else _first_tensor(g["swa_lr"], g["lr"])
+                for g in groups]
 
     def _compile_rule(self, groups: list[dict[str, Any]]) -> _Spec:
         linear = 1.0 if compat.swa_anneal_strategy(self) == "linear" else 0.0

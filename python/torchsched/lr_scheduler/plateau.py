@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import re
 import struct
 import warnings
+import weakref
 from typing import Any, Sequence
 
 import torch
@@ -22,8 +24,10 @@ from .._signals import F64, PlateauConfig, PlateauState, plateau_reduce, plateau
 from ._base import EPOCH_DEPRECATION_WARNING, LRScheduler, _refuse_cpu_lrs_for_cuda_params
 from ._state import restored_on_error
 
-# the state entries the plateau rule computes with: finite numbers (best starts at +-inf), counts
-_FINITE_STATE = ("factor", "threshold", "eps", "patience", "cooldown", "last_epoch")
+# the state entries the plateau rule computes with: finite numbers (best starts at +-inf), counts (patience and
+# cooldown as torch takes them: an infinite or NaN one has its meaning in torch's comparisons, which run then)
+_FINITE_STATE = ("factor", "threshold", "eps", "last_epoch")
+_LIMIT_STATE = ("patience", "cooldown")
 _COUNT_STATE = ("cooldown_counter", "num_bad_epochs")
 
 # the __dict__ entry holding the device state; never part of state_dict() or a pickle
@@ -97,7 +101,7 @@ class _Layout:
                 values = per_dtype[dtype] = new.to(dtype).unbind(0)
             v = values[u]
             parts.append(v if len(shape) == 0 else v.view(shape))
-        return list(torch._foreach_clone(parts))  # independent tensors, as torch's clones are
+        return compat.clone_all(parts)  # independent tensors, as torch's clones are
 
 
 class _DeviceRule:
@@ -134,12 +138,59 @@ def _count(value: Any, rounding: Any) -> int:
     return max(_INT64_MIN, min(_INT64_MAX, value))
 
 
+class _TorchSteps:
+    """In ``__dict__[_DEVICE]`` in place of a device rule (so the C-level step hands every step to
+    ``_plateau_python_step``): the steps run torch's own code, for counters the core holds as int64 that are not
+    ints here (a fractional, infinite or NaN cooldown, a NaN patience, a counter loaded as a float), whose values
+    and types only torch's arithmetic gives, and on a torch without ``default_min_lr`` for ``min_lrs`` of another
+    length than the groups (its reduction indexes them group by group: an IndexError past the end)."""
+
+    __slots__ = ()
+
+
+_TORCH_STEPS = _TorchSteps()
+_COUNTS = ("cooldown", "cooldown_counter", "num_bad_epochs")
+
+
+def _rule(d: dict[str, Any]) -> Any:
+    """The device rule in ``d``, or None (none, or torch's own steps)."""
+    rule = d.get(_DEVICE)
+    return rule if type(rule) is _DeviceRule else None
+
+
+def _core_takes(d: dict[str, Any]) -> bool:
+    patience = d.get("patience", 0)
+    if not all(type(d.get(k, 0)) is int for k in _COUNTS) or (isinstance(patience, float) and math.isnan(patience)):
+        return False
+    opt = d.get("optimizer")
+    return compat.PLATEAU_DEFAULT_MIN_LR or opt is None or len(d.get("min_lrs", ())) == len(opt.param_groups)
+
+
+def _watch_added_groups(optimizer: Any, scheduler: Any) -> None:
+    """On a torch without ``default_min_lr``: after ``optimizer.add_param_group`` the scheduler chooses its steps
+    again (weak references both ways: no cycle keeps the optimizer alive)."""
+    opt_ref, sched_ref = weakref.ref(optimizer), weakref.ref(scheduler)
+    previous = optimizer.__dict__.get("add_param_group")  # another scheduler's hook
+
+    def add_param_group(param_group: dict[str, Any]) -> None:
+        opt = opt_ref()
+        if previous is not None:
+            previous(param_group)
+        elif opt is not None:
+            type(opt).add_param_group(opt, param_group)
+        sched = sched_ref()
+        if sched is not None:
+            sched._choose_steps()
+
+    optimizer.add_param_group = add_param_group
+
+
 def _device_counter(name: str, read: Any) -> property:
     """``best``, ``num_bad_epochs``, ``cooldown_counter``: the device state's value while there is one (a read
     is a host sync), else the instance ``__dict__``'s, where the core's float path keeps them."""
 
     def get(self: Any) -> Any:
-        rule = self.__dict__.get(_DEVICE)
+        rule = _rule(self.__dict__)
         if rule is not None:
             return read(getattr(rule.state, name))
         try:
@@ -176,8 +227,9 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     elsewhere takes that path too (reading a CPU tensor waits for no device); a metric on an accelerator with an
     LR tensor on another device raises ValueError.
 
-    ``patience`` and ``cooldown`` are counts: a fractional ``patience`` acts as its floor and a
-    fractional ``cooldown`` as its ceiling (what torch's comparisons amount to), stored as integers.
+    ``patience`` and ``cooldown`` are counts: a fractional ``patience`` acts as its floor (what torch's
+    comparison amounts to). A ``cooldown`` or counter that is not an int (fractional, infinite, NaN, loaded as a
+    float) and a NaN ``patience`` make the steps torch's own code: its counters are floats then.
     """
 
     best = _device_counter("best", float)
@@ -187,12 +239,34 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     def __init__(self, optimizer: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(optimizer, *args, **kwargs)
         _refuse_cpu_lrs_for_cuda_params(self.optimizer.param_groups)
+        if not compat.PLATEAU_DEFAULT_MIN_LR:
+            _watch_added_groups(self.optimizer, self)
+        self._choose_steps()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _COUNTS or name == "patience" or name == "min_lrs":
+            self._choose_steps()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._choose_steps()
+
+    def _choose_steps(self) -> None:
+        """The core's steps where it holds what they compute with, torch's own otherwise."""
+        d = self.__dict__
+        if _core_takes(d):
+            if d.get(_DEVICE) is _TORCH_STEPS:
+                del d[_DEVICE]
+        elif d.get(_DEVICE) is not _TORCH_STEPS:
+            self._to_host()
+            d[_DEVICE] = _TORCH_STEPS
 
     # ---- _last_lr: built from the step's LRs when read, in device mode
     @property
     def _last_lr(self) -> list[Any]:
         d = self.__dict__
-        rule = d.get(_DEVICE)
+        rule = _rule(d)
         if rule is not None and rule.pending is not None:
             new, layout = rule.pending
             rule.pending = None
@@ -204,7 +278,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
 
     @_last_lr.setter
     def _last_lr(self, value: list[Any]) -> None:
-        rule = self.__dict__.get(_DEVICE)
+        rule = _rule(self.__dict__)
         if rule is not None:
             rule.pending = None
         self.__dict__["_last_lr"] = value
@@ -213,7 +287,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     def _to_host(self) -> None:
         """Leaves device mode: the device state's values (and ``_last_lr``) back into ``__dict__``."""
         d = self.__dict__
-        rule = d.get(_DEVICE)
+        rule = _rule(d)
         if rule is None:
             return
         last = self._last_lr
@@ -224,7 +298,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         rule = state.pop(_DEVICE, None)
-        if rule is not None:
+        if type(rule) is _DeviceRule:
             state["_last_lr"] = self._last_lr
             state["best"], state["num_bad_epochs"], state["cooldown_counter"] = rule.read()
         return state
@@ -236,14 +310,18 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch's ``load_state_dict``, atomic: the state dict is checked first, and a load that fails anyway
-        (torch's check of ``mode`` and ``threshold_mode``) leaves the scheduler as it was."""
+        (torch's check of ``mode`` and ``threshold_mode``) leaves the scheduler as it was. What torch's own state
+        dicts hold is taken: float counters, an infinite or NaN ``patience`` or ``cooldown`` (torch's steps then)."""
         owner = "ReduceLROnPlateau.load_state_dict"
         check.state_mapping(owner, state_dict, ())
         for name in _FINITE_STATE:
             if name in state_dict:
                 check.scheduler_number(owner, name, state_dict[name])
+        for name in _LIMIT_STATE:
+            if name in state_dict and not isinstance(state_dict[name], float):
+                check.scheduler_number(owner, name, state_dict[name])
         for name in _COUNT_STATE:
-            if name in state_dict:
+            if name in state_dict and not isinstance(state_dict[name], float):  # a float: torch's own steps
                 check.scheduler_count(owner, name, state_dict[name])
         if "best" in state_dict and not isinstance(state_dict["best"], Tensor):
             best = state_dict["best"]
@@ -253,11 +331,23 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
         self._to_host()  # a state dict without some entries keeps the current ones, as in torch
         with restored_on_error([self]):
             super().load_state_dict({k: v for k, v in state_dict.items() if k != _DEVICE})
+            self._choose_steps()
 
     # ---- step
     def _plateau_python_step(self, metrics: Any, epoch: Any = None) -> None:
-        """step() when the C-level step does not take it: a tensor metric, an epoch, device mode."""
+        """step() when the C-level step does not take it: a tensor metric, an epoch, device mode, counters that
+        only torch's own code computes with."""
         d = self.__dict__
+        if d.get(_DEVICE) is _TORCH_STEPS:
+            if epoch is not None:  # torch's warning, naming what torch names (not this line), after its float()
+                float(metrics)
+                compat.warn_like_torch(compat.PLATEAU_EPOCH, EPOCH_DEPRECATION_WARNING, stacklevel=2)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", re.escape(EPOCH_DEPRECATION_WARNING), UserWarning)
+                    _tl.ReduceLROnPlateau.step(self, metrics, epoch)
+                return
+            _tl.ReduceLROnPlateau.step(self, metrics)
+            return
         groups = self.optimizer.param_groups
         layout = self._device_layout(metrics, groups) if isinstance(metrics, Tensor) else None
         if layout is None:
@@ -267,7 +357,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
         if epoch is None:
             epoch = self.last_epoch + 1
         else:
-            warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
+            compat.warn_like_torch(compat.PLATEAU_EPOCH, EPOCH_DEPRECATION_WARNING, stacklevel=2)
         self.last_epoch = epoch
         if layout is None:
             _core.plateau_step(d, groups, current, Tensor, compat.PLATEAU_FILLS_TENSOR_LRS, compat.CLONES_LRS)  # sets _last_lr; no device state: nothing pending
@@ -285,7 +375,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
         if len(self.min_lrs) != len(groups):
             return None  # torch replaces or refuses min_lrs only when a reduction is due
         lrs = [group["lr"] for group in groups]
-        rule = self.__dict__.get(_DEVICE)
+        rule = _rule(self.__dict__)
         if rule is not None and rule.layout is not None and rule.layout.matches(lrs):
             if rule.device == metric.device:
                 return rule.layout
@@ -360,7 +450,7 @@ class ReduceLROnPlateau(LRScheduler, _tl.ReduceLROnPlateau):
             views[0].copy_(new[0])
         else:
             layout.buf.copy_(new)
-            torch._foreach_copy_(views, layout.buf_views)
+            compat.copy_all(views, layout.buf_views)
         rule.pending = (new, layout)  # `new` is this step's own tensor: nothing writes it again
 
 
