@@ -34,6 +34,15 @@ from torchsched import _compile
 from torchsched import schedules as S
 from torchsched.optim import ScheduledOptimizer
 
+
+@pytest.fixture(autouse=True)
+def _denormals_as_before() -> Iterator[None]:
+    """A compiled kernel's library may switch the thread to flushing subnormals to zero (seen with torch 2.4's
+    inductor); the tests after these must not inherit it."""
+    yield
+    torch.set_flush_denormal(False)
+
+
 pytestmark = pytest.mark.slow
 
 STEPS = 200

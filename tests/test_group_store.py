@@ -59,16 +59,21 @@ def test_plateau_fills_tensor_lrs_and_never_changes_a_held_float() -> None:
     s = ts.ReduceLROnPlateau(ours, patience=0, factor=0.5)
     t = torch.optim.lr_scheduler.ReduceLROnPlateau(theirs, patience=0, factor=0.5)
     tensor_lr, held = ours.param_groups[1]["lr"], ours.param_groups[0]["lr"]
+    theirs_tensor_lr = theirs.param_groups[1]["lr"]
     snapshot = held.hex()
     for metric in (1.0, 1.0, 1.0):  # no improvement after the first: a reduction every step
         s.step(metric)
         t.step(metric)
-    assert ours.param_groups[1]["lr"] is tensor_lr  # filled in place, as torch does
+    # filled in place where the installed torch fills it (2.13 on), a new tensor where it replaces it
+    assert (ours.param_groups[1]["lr"] is tensor_lr) == (theirs.param_groups[1]["lr"] is theirs_tensor_lr)
+    tensor_lr = ours.param_groups[1]["lr"]
     assert float(tensor_lr) == float(theirs.param_groups[1]["lr"]) == pytest.approx(0.05)
     assert ours.param_groups[0]["lr"] == theirs.param_groups[0]["lr"] == pytest.approx(0.025)
     assert held.hex() == snapshot == (0.1).hex()
     last = s.get_last_lr()
-    assert last[0] == ours.param_groups[0]["lr"] and last[1] is not tensor_lr and float(last[1]) == float(tensor_lr)
+    assert last[0] == ours.param_groups[0]["lr"] and float(last[1]) == float(tensor_lr)
+    # _last_lr holds a copy of the tensor LR, or (before torch 2.13) the group's tensor itself, as torch's does
+    assert (last[1] is tensor_lr) == (t.get_last_lr()[1] is theirs.param_groups[1]["lr"])
 
 
 def test_float_store_reuses_a_float_only_the_dict_holds_where_the_shortcut_is_built() -> None:

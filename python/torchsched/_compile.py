@@ -316,7 +316,8 @@ def traced_view_step(self: Any) -> None:
 
 
 try:  # private in torch (what torch._dynamo.skip uses; 2.9 has it, 2.4 not)
-    from torch._C._dynamo.eval_frame import _FrameAction, _FrameExecStrategy, set_code_exec_strategy
+    from torch._C._dynamo.eval_frame import (  # type: ignore[attr-defined,import-not-found,unused-ignore]
+        _FrameAction, _FrameExecStrategy, set_code_exec_strategy)
     _RUN_AS_IS: Any = _FrameExecStrategy(_FrameAction.SKIP, _FrameAction.SKIP)
 except (ImportError, AttributeError, TypeError):
     _RUN_AS_IS = None
