@@ -280,7 +280,7 @@ void evaluate_sorted(const Op* ops, const double* aux, int32_t root, int64_t n, 
     double t[kBlock];
     for (int64_t b = begin; b < end; b += kBlock) {
       const int m = static_cast<int>(std::min<int64_t>(kBlock, end - b));
-      if (step_at(b + m - 1) > static_cast<int64_t>(kExactDouble)) {
+      if (step_at(b + m - 1) > kExactSteps) {
         // past 2**53 a double no longer holds every step: the whole clock, one step at a time
         for (int i = 0; i < m; ++i) out[b + i] = evaluate(ops, aux, root, time_at(step_at(b + i)), ctx);
         continue;

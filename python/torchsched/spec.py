@@ -411,26 +411,27 @@ def _read(path: str) -> Any:
             text = f.read()
     except OSError as e:
         raise SpecError(f"cannot read {path}: {e.strerror or e}") from None
-    if ext in (".yaml", ".yml"):
-        try:
-            import yaml  # type: ignore[import-untyped]
-        except ImportError:
-            raise SpecError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); JSON works without it") from None
-        try:
-            obj = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise SpecError(f"{path}: invalid YAML: {_one_line(str(e))}") from None
-        except RecursionError:
-            raise SpecError(f"{path}: spec is nested too deeply") from None
-    else:
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SpecError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-        except RecursionError:
-            raise SpecError(f"{path}: spec is nested too deeply") from None
-    if not _nests_at_most(obj, MAX_FILE_DEPTH):
-        raise SpecError(f"{path}: spec is nested too deeply")
+    too_deep = f"{path}: spec is nested too deeply"
+    try:
+        if ext in (".yaml", ".yml"):
+            try:
+                import yaml  # type: ignore[import-untyped]
+            except ImportError:
+                raise SpecError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); JSON works without "
+                                "it") from None
+            try:
+                obj = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise SpecError(f"{path}: invalid YAML: {_one_line(str(e))}") from None
+        else:
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise SpecError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:  # a decoder that gives up on the depth (JSON before 3.13, YAML)
+        raise SpecError(too_deep) from None
+    if not _nests_at_most(obj, MAX_FILE_DEPTH):  # a decoder that reads any depth (JSON from 3.13)
+        raise SpecError(too_deep)
     return obj
 
 

@@ -27,7 +27,7 @@ TS_HD double ts_clamp01(double x) { return ts_min(1.0, ts_max(0.0, x)); }
 // numbers in int64 and stays exact up to the step limit (2**62). Up to 2**53 the two clocks run the very
 // same double arithmetic, so their numbers agree bit for bit.
 
-constexpr double kExactDouble = 9007199254740992.0;  // 2**53: every whole double up to here is exact
+constexpr int64_t kExactSteps = int64_t{1} << 53;  // every whole number up to here is a double exactly
 
 struct Time {
   double x;   // the step as a double (rounded past 2**53)
@@ -38,7 +38,7 @@ struct Time {
 TS_HD Time time_at(int64_t step) { return Time{static_cast<double>(step), step, true}; }
 
 // Past 2**53: where Time's int64 arithmetic replaces the double's.
-TS_HD bool past_exact(const Time& t) { return t.whole && (t.n > 9007199254740992LL || t.n < -9007199254740992LL); }
+TS_HD bool past_exact(const Time& t) { return t.whole && (t.n > kExactSteps || t.n < -kExactSteps); }
 TS_HD bool past_exact(double) { return false; }
 
 // b as an int64 when it is a whole number that int64 holds.
