@@ -25,7 +25,7 @@ import torch
 from torch.optim import lr_scheduler as tl
 
 from torchsched import lr_scheduler as ts
-from torchsched.lr_scheduler import _torch_compat
+from torchsched import _torch_compat
 
 GROUPS = [1, 10, 100, 1000]
 KINDS = ["float", "tensor"]
@@ -126,17 +126,29 @@ def ratio(name: str, groups: int, kind: str) -> tuple[float, float, float]:
 GATES = [(name, g, k) for name in NAMES for (g, k) in TARGETS]
 
 
+def torch_lists_path(name: str, groups: int, kind: str) -> str | None:
+    """Why a configuration runs off the buffer-bound fast path on the installed torch, or None where it runs on it.
+    Where torch's lists alias the groups' own LR tensors (older torch), the twins keep them and fill them group by
+    group as torch does (a single group's tensor still binds in place), and SequentialLR runs torch's own code."""
+    if kind != "tensor" or _torch_compat.CLONES_LRS:
+        return None
+    if name == "SequentialLR":
+        return "this torch's SequentialLR makes the base LRs the groups' LR tensors: torch's own code runs"
+    if groups > 1:
+        return "this torch's lists alias the groups' LR tensors: filled group by group as torch does"
+    return None
+
+
 @pytest.mark.parametrize("name,groups,kind", GATES, ids=[f"{n}-G{g}-{k}" for n, g, k in GATES])
 def test_gate_speed_ratio(name: str, groups: int, kind: str) -> None:
     assert_sequences_agree(name, groups, kind, steps=20)
     target = TARGETS[(groups, kind)]
-    if kind == "tensor" and not _torch_compat.CLONES_LRS and groups > 1:
-        # this torch's lists alias the groups' own LR tensors, so the twins keep them and fill them group by group
-        # as torch does (a single group's tensor binds in place: the G=1 target holds); the buffer-bound target
-        # does not apply, the gate keeps that path near torch's cost (target 1.5x, gate 0.75x)
+    off_path = torch_lists_path(name, groups, kind)
+    if off_path is not None and name == "SequentialLR":
+        pytest.skip(off_path)
+    if off_path is not None:
+        # the buffer-bound target does not apply; the gate keeps that path near torch's cost (target 1.5x, gate 0.75x)
         target = 1.5
-    if kind == "tensor" and not _torch_compat.CLONES_LRS and name == "SequentialLR":
-        pytest.skip("this torch's SequentialLR makes the base LRs the groups' LR tensors: torch's own code runs")
     r, t, s = ratio(name, groups, kind)
     # one retry on a loaded machine: the gate is about the code, not a neighbour's burst
     if r < target / 2:
@@ -160,7 +172,12 @@ def test_ratio_table(capsys: pytest.CaptureFixture[str]) -> None:
              "-" * 74]
     for name, groups, kind, t, s, r, target in rows:
         mark = "" if target is None else f"{target:g}x" + ("" if r >= target else "  (below target)")
+        if torch_lists_path(name, groups, kind) is not None:
+            mark = "torch's lists (this torch): report only"
         lines.append(f"{name:<18} {groups:>5} {kind:<6} {t * 1e6:>10.2f} {s * 1e6:>14.3f} {r:>7.1f}x  {mark}")
     with capsys.disabled():
         print("\n".join(lines))
-    assert all(r > 1.0 for *_, r, _ in rows), "torchsched slower than torch somewhere"
+    # every configuration on the fast path beats torch; the others are gated in test_gate_speed_ratio
+    slower = [(name, groups, kind, round(r, 2)) for name, groups, kind, t, s, r, _ in rows
+              if r <= 1.0 and torch_lists_path(name, groups, kind) is None]
+    assert slower == [], f"torchsched slower than torch: {slower}"

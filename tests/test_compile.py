@@ -30,7 +30,7 @@ from torch._dynamo.utils import counters
 
 import torchsched
 from torchsched import lr_scheduler as drop_in
-from torchsched import _compile
+from torchsched import _compile, _torch_compat
 from torchsched import schedules as S
 from torchsched.optim import ScheduledOptimizer
 
@@ -49,7 +49,7 @@ STEPS = 200
 BACKEND = "aot_eager"
 # Recent dynamo (2.13 on) traces the optimizer's step through the scheduler's wrapper and substitutes C methods;
 # older dynamo breaks the graph elsewhere in the optimizer's own step (the count of breaks still holds).
-SUBSTITUTES = _compile._substitutes_methods()
+SUBSTITUTES = _torch_compat.dynamo_substitutes_methods()
 
 
 # ---- what a run records ------------------------------------------------------------------------------

@@ -601,7 +601,7 @@ def python_steps(s: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 @pytest.mark.parametrize("name", CORE_STEPPED)
 def test_steady_state_steps_never_enter_python(name: str, lr_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """After the first step, step() is the C-level call: the Python slow path is not entered."""
-    from torchsched.lr_scheduler import _torch_compat
+    from torchsched import _torch_compat
 
     if lr_type != "float" and not _torch_compat.CLONES_LRS:
         pytest.skip("this torch keeps the groups' own LR tensors (it does not clone them), so the twin fills them "
@@ -623,7 +623,7 @@ def test_steady_state_steps_never_enter_python(name: str, lr_type: str, monkeypa
 
 
 def test_tensor_lrs_are_owned_views_never_aliased() -> None:
-    from torchsched.lr_scheduler import _torch_compat
+    from torchsched import _torch_compat
 
     if not _torch_compat.CLONES_LRS:
         pytest.skip("this torch's lists alias the groups' own LR tensors, and so do the twins' (compared with torch "
@@ -1328,7 +1328,7 @@ def test_a_shared_default_lr_tensor_becomes_one_tensor_per_group() -> None:
         o = torch.optim.SGD([{"params": [p]} for p in params], lr=torch.tensor(0.1, dtype=torch.float64))
         assert o.param_groups[0]["lr"] is o.param_groups[2]["lr"]
         sides.append((o, M.CosineAnnealingLR(o, 25)))
-    from torchsched.lr_scheduler import _torch_compat
+    from torchsched import _torch_compat
 
     ours = sides[1][0].param_groups
     if _torch_compat.CLONES_LRS:
@@ -1468,7 +1468,7 @@ def test_swalr_random_group_key_edits(cfg: dict[str, Any], data: Any) -> None:
 def test_a_group_key_edit_costs_one_python_step(name: str, key: str, lr_type: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The step after an edit recompiles in Python; the steps after it are the C-level step again."""
-    from torchsched.lr_scheduler import _torch_compat
+    from torchsched import _torch_compat
 
     if lr_type != "float" and not _torch_compat.CLONES_LRS:
         pytest.skip("this torch keeps the groups' own LR tensors (it does not clone them), so the twin fills them "

@@ -21,7 +21,7 @@ from torch.optim import lr_scheduler as tl
 
 from torchsched import _signals
 from torchsched import lr_scheduler as ts
-from torchsched.lr_scheduler import _torch_compat
+from torchsched import _torch_compat
 
 pytestmark = pytest.mark.skipif(
     not _torch_compat.PLATEAU_FILLS_TENSOR_LRS,

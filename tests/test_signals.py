@@ -377,7 +377,7 @@ def test_a_thousand_drop_in_steps_with_plateau_and_gradscaler_skips_never_sync(m
     rule runs the device code a GPU metric runs (on the CPU it would read the metric where it lies)."""
     from torchsched import _signals
     from torchsched import lr_scheduler as L
-    from torchsched.lr_scheduler import _torch_compat
+    from torchsched import _torch_compat
 
     if not _torch_compat.PLATEAU_FILLS_TENSOR_LRS:
         pytest.skip("this torch's ReduceLROnPlateau replaces a reduced tensor LR by a float, and the twin follows it")

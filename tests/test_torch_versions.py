@@ -1,7 +1,7 @@
 """The behaviours of torch's schedulers that changed between the releases the package supports (torch>=2.4), each
 compared with the installed torch directly: whichever torch runs these tests is the oracle, and no expected value
 is written down for one version. ``make test-torch-range`` runs them under the floor, a middle and the newest
-release (torchsched.lr_scheduler._torch_compat says which behaviour the installed torch has)."""
+release (torchsched._torch_compat says which behaviour the installed torch has)."""
 
 from __future__ import annotations
 
@@ -358,3 +358,26 @@ def test_sequentiallr_with_an_lr_edited_by_hand_follows_torch(edit: str) -> None
                 seen.append((_group_state(o), _floats(s.get_last_lr())))
         got.append(seen)
     assert got[0] == got[1]
+
+
+def test_torch_private_names_are_read_in_one_module() -> None:
+    """Every private name of torch the package uses (``torch._x``, ``torch.y._z``, the step wrapper's marks) is in
+    ``_torch_compat``, where each has a fallback: scanned in the package as installed."""
+    import pathlib
+    import re
+
+    import torchsched
+
+    private = re.compile(r"\btorch(?:\.[A-Za-z]\w*)*\._[A-Za-z]\w*|_wrapped_by_lr_sched|_opt_called")
+    root = pathlib.Path(torchsched.__file__).parent
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "_torch_compat.py":
+            continue
+        hits = [line.strip() for line in path.read_text().splitlines()
+                if private.search(line) and not line.lstrip().startswith("#")]
+        if hits:
+            found[str(path.relative_to(root))] = hits
+    assert found == {}
+    compat = (root / "_torch_compat.py").read_text()
+    assert private.search(compat)  # (the scan finds what it looks for)

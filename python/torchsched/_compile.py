@@ -39,6 +39,8 @@ from typing import Any, Callable, List, Optional
 import torch
 from torch import Tensor
 
+from . import _torch_compat as compat
+
 __all__ = ["register", "tracing", "trace_scheduler_steps", "traced_scheduler_step", "traced_wrap_step",
            "traced_view_step", "run_as_is", "run_as_is_from_core", "own_step_wrapper"]
 
@@ -238,16 +240,6 @@ def _scheduler_op(sched: Any, kind: int, epoch: Any, metric: Any) -> None:
     _store(lrs, torch.ops.torchsched.scheduler_step(_TOKEN, lrs, id(sched), kind, tensor_metric, number_metric, epoch))
 
 
-def _substitutes_methods() -> bool:
-    """Whether dynamo takes a substitute for a C method called on an object (``sched.step()``), not only for a C
-    function: read off dynamo's own code (torch 2.13 does, 2.9 does not)."""
-    try:
-        from torch._dynamo.variables.user_defined import UserDefinedObjectVariable
-        return "is_polyfilled_callable" in UserDefinedObjectVariable.call_method.__code__.co_names
-    except (ImportError, AttributeError):
-        return False
-
-
 def trace_scheduler_steps(classes: Any = (), metric_classes: Any = (), python_steps: Any = ()) -> None:
     """Registers the drop-in schedulers' ``step`` implementations, each traced as one ``torchsched::scheduler_step``.
 
@@ -258,7 +250,7 @@ def trace_scheduler_steps(classes: Any = (), metric_classes: Any = (), python_st
     0.2 us more a step).
     ``python_steps`` are Python ``step`` functions registered by ``__qualname__``: they call
     :func:`traced_scheduler_step` first thing where :data:`tracing`."""
-    substitute = getattr(torch.compiler, "substitute_in_graph", None) if _substitutes_methods() else None
+    substitute = getattr(torch.compiler, "substitute_in_graph", None) if compat.dynamo_substitutes_methods() else None
     for cls in (*classes, *metric_classes):
         step = cls.__dict__["step"]
         kind = len(_STEPS)
@@ -315,31 +307,23 @@ def traced_view_step(self: Any) -> None:
     torch.ops.torchsched.wrap_step(_TOKEN, [], id(self), VIEW, False, None)
 
 
-try:  # private in torch (what torch._dynamo.skip uses; 2.9 has it, 2.4 not)
-    from torch._C._dynamo.eval_frame import (  # type: ignore[attr-defined,import-not-found,unused-ignore]
-        _FrameAction, _FrameExecStrategy, set_code_exec_strategy)
-    _RUN_AS_IS: Any = _FrameExecStrategy(_FrameAction.SKIP, _FrameAction.SKIP)
-except (ImportError, AttributeError, TypeError):
-    _RUN_AS_IS = None
-
-
 def run_as_is(*fns: Any) -> bool:
     """Dynamo runs these functions, and all they call, without compiling them when it meets them as frames of
     their own (called from the core, or from code dynamo runs eagerly after a graph break): host bookkeeping,
     nothing to compile. Traced calls take the ops above. False where the installed torch cannot mark them (they
     are compiled as frames then, as before)."""
-    if _RUN_AS_IS is None:
+    if not compat.CAN_RUN_AS_IS:
         return False
     for fn in fns:
-        set_code_exec_strategy(fn.__code__, _RUN_AS_IS)
+        compat.set_run_as_is(fn.__code__)
     return True
 
 
 def run_as_is_from_core(cls: type, name: str) -> None:
     """:func:`run_as_is` for a method the core calls by name; where torch cannot mark it, the method is wrapped
-    in ``torch._dynamo.disable`` (a slow path only: a microsecond a call)."""
+    in ``torch.compiler.disable`` (a slow path only: a microsecond a call)."""
     if not run_as_is(getattr(cls, name)):
-        setattr(cls, name, torch._dynamo.disable(getattr(cls, name)))
+        setattr(cls, name, torch.compiler.disable(getattr(cls, name)))
 
 
 # ---- the optimizer-step wrapper a torch scheduler installs ---------------------------------------------
@@ -352,7 +336,7 @@ def own_step_wrapper(optimizer: Any) -> None:
     stepped) by the same wrapper defined here: dynamo skips every function of torch's ``lr_scheduler.py``, so
     torch's is a graph break in a compiled step. Anything else in ``optimizer.step`` is left alone."""
     step = getattr(optimizer, "__dict__", {}).get("step")
-    if (not isinstance(step, types.FunctionType) or not getattr(step, "_wrapped_by_lr_sched", False)
+    if (not isinstance(step, types.FunctionType) or not compat.step_wrapped(step)
             or getattr(step, "_torchsched", False) or step.__code__.co_filename != _TORCH_LR_SCHEDULER_FILE):
         return
     code, cells = step.__code__, step.__closure__ or ()
@@ -366,11 +350,11 @@ def own_step_wrapper(optimizer: Any) -> None:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         opt = opt_ref()
-        opt._opt_called = True  # type: ignore[union-attr]
+        compat.mark_optimizer_stepped(opt)
         if isinstance(func, types.FunctionType):
             return func(opt, *args, **kwargs)
         return func.__get__(opt, opt.__class__)(*args, **kwargs)
 
-    wrapper._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
+    compat.mark_step_wrapper(wrapper)
     wrapper._torchsched = True  # type: ignore[attr-defined]
     optimizer.step = wrapper

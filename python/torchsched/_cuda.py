@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import _core
+from . import _torch_compat as compat
 from . import _validate as check
 from ._cuda_optim import (  # noqa: F401  (re-exported: optim.py and the tests import them from here)
     CudaBinding, _optimizer_kind, _tensors_of, check_group_flags, check_group_lr, check_optimizer_for_device_lrs,
@@ -50,7 +51,7 @@ REBUILD_HINT = (
 )
 
 # The current stream's cudaStream_t as an integer, without building a Stream object (the hot path).
-_raw_current_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+_raw_current_stream = compat.raw_current_stream
 
 _DTYPES = {torch.float32: (FLOAT32, np.float32, 4), torch.float64: (FLOAT64, np.float64, 8)}
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from . import _core
+from . import _torch_compat as compat
 from . import _validate as check
 from ._validate import Emitter as Schedule
 
@@ -219,7 +220,7 @@ def gradient_update(config: GradientConfig, state: GradientState, g: Tensor, ski
 
 
 class GradientReader:
-    """Every group's G from its parameters' gradients in one fused reduction (``torch._foreach_norm``).
+    """Every group's G from its parameters' gradients in one fused reduction (``_torch_compat.foreach_norm``).
 
     ``mean_abs`` is the sum of |g| over the group's gradient elements divided by their count, ``l2`` the
     square root of the sum of squares. Under FSDP2 (DTensor gradients sharded across ranks) the local sums
@@ -268,7 +269,7 @@ class GradientReader:
     @staticmethod
     def norms(grads: list[Tensor], norm: str) -> Tensor:
         """Each gradient's L1 (mean_abs) or L2 norm, float64 [N], in one fused reduction."""
-        return torch.stack(torch._foreach_norm(grads, 1 if norm == "mean_abs" else 2, dtype=F64))
+        return torch.stack(compat.foreach_norm(grads, 1 if norm == "mean_abs" else 2, F64))
 
     def read(self, groups: Sequence[Mapping[str, Any]], norms: Iterable[str], grad_scale: Tensor | None,
              process_group: Any = None) -> dict[str, Tensor]:

@@ -90,6 +90,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from . import _compile
+from . import _torch_compat as compat
 from . import _validate as check
 from ._engine import LR_LIMIT_FLOAT32, LR_LIMIT_FLOAT64, HostBinding, LrGuard
 from ._scheduler_view import SchedulerView
@@ -624,7 +625,7 @@ class ScheduledOptimizer(torch.optim.Optimizer):
     def __setattr__(self, name: str, value: Any) -> None:
         # Names the wrapper class defines (methods, properties) stay here; anything else (GradScaler's
         # grad_scale and found_inf, flags tools set on optimizers) goes to the wrapped optimizer.
-        if name == "step" and getattr(value, "_wrapped_by_lr_sched", False):
+        if name == "step" and compat.step_wrapped(value):
             refuse_torch_scheduler(self)
         if hasattr(type(self), name) or name in self.__dict__:
             object.__setattr__(self, name, value)

@@ -48,13 +48,14 @@ the LRs live:
   does: correct, O(groups) in Python. ``_make_stepper`` is where a device engine plugs in.
 
 Numbers: float LRs and float64 LR tensors reproduce torch bit for bit (float64 arithmetic in torch's order).
-float32 LR tensors agree to float32 precision: torch multiplies in float32, the core in float64 and rounds once.
+float32 LR tensors reproduce torch bit for bit too: the core does torch's float32 arithmetic, rounding where torch
+rounds.
 
 Torch versions: each class follows the installed torch (2.4 and newer) where its schedulers changed: the initial
 step's flag and its ``state_dict`` key, SWALR's strategy, SequentialLR's milestone step, where warnings point,
 lists zipped strictly or not, CosineAnnealingWarmRestarts' restarts, ReduceLROnPlateau's ``default_min_lr``, and
 whether ``get_last_lr()`` and base LRs alias the groups' LR tensors (older torch) or hold clones. Every such fact
-is read off torch itself in ``_torch_compat``. Where the lists alias the groups' tensors, the twins keep the
+is read off torch itself in ``torchsched._torch_compat``. Where the lists alias the groups' tensors, the twins keep the
 user's tensors and fill them group by group as torch does (a single group's tensor is bound in place), and a
 schedule whose base LRs torch reads as they change (SequentialLR makes them the groups' LRs) runs torch's code.
 

@@ -18,7 +18,7 @@ from .. import _validate as check
 from .._cuda_optim import refuse_cpu_lr_for_cuda_params
 from ._cuda_stepper import DeviceProgram, _CudaStepper, _make_stepper, _scheduler_program, _write_on_device
 from ._spec import _Spec
-from . import _torch_compat as compat
+from .. import _torch_compat as compat
 from ._state import restored_on_error, state_holders
 from ._step import (
     StepDecision, StepKind, _group_lrs, _like, _store, _store_momentum, _tensor_binding, decide_lrs, decide_step,
@@ -515,9 +515,9 @@ class _Core(_LastLR):
         if self._needs_recompile:  # raises for a bad argument before anything moves
             self._recompile()
         if self._step_count == 1:
-            if not hasattr(self.optimizer.step, "_wrapped_by_lr_sched"):
+            if not compat.step_wrapped(self.optimizer.step):
                 compat.warn_like_torch(compat.OVERRIDDEN, _OVERRIDDEN_STEP_WARNING, stacklevel=2)
-            elif not getattr(self.optimizer, "_opt_called", False):
+            elif not compat.optimizer_stepped(self.optimizer):
                 compat.warn_like_torch(compat.CALL_ORDER, _CALL_ORDER_WARNING, stacklevel=2)
         if epoch is not None:
             compat.warn_like_torch(compat.EPOCH, EPOCH_DEPRECATION_WARNING, stacklevel=2)

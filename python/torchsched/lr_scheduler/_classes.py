@@ -17,7 +17,7 @@ from torch.optim import lr_scheduler as _tl
 from .. import _validate as check
 from .._program import Code
 from ..schedules import Schedule
-from . import _torch_compat as compat
+from .. import _torch_compat as compat
 from ._base import _ClosedForm, _Core
 from ._spec import _PREV, _SCALE, _base, _leaf, _schedule_or_input, _Spec
 

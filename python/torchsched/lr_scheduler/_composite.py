@@ -7,7 +7,7 @@ from bisect import bisect_right
 from torch.optim import lr_scheduler as _tl
 
 from .. import _compile
-from . import _torch_compat as compat
+from .. import _torch_compat as compat
 from ._base import _Core, _LastLR
 from ._step import _group_lrs
 

@@ -13,7 +13,7 @@ from torch.optim import swa_utils as _swa_utils
 from .. import _compile
 from .. import _validate as check
 from .._program import Builder, Code
-from . import _torch_compat as compat
+from .. import _torch_compat as compat
 from ._base import _Core
 from ._cuda_stepper import DeviceProgram, _locate_clock
 from ._spec import _BETAS, _MOMENTUM, _NO_MOMENTUM, _base, _leaf, _Spec

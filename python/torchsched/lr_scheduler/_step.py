@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from . import _torch_compat as compat
+from .. import _torch_compat as compat
 from ._spec import _BUFFER_DTYPES
 
 

@@ -19,7 +19,7 @@ from torch.optim import lr_scheduler as _tl
 from .. import _core
 from .. import _validate as check
 from .. import _signals
-from . import _torch_compat as compat
+from .. import _torch_compat as compat
 from .._signals import F64, PlateauConfig, PlateauState, plateau_reduce, plateau_update
 from ._base import EPOCH_DEPRECATION_WARNING, LRScheduler, _refuse_cpu_lrs_for_cuda_params
 from ._state import restored_on_error

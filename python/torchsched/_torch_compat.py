@@ -1,9 +1,11 @@
-"""What the drop-in classes need to know about the installed torch, and the one place that knows it.
+"""What torchsched needs to know about the installed torch, and the one place that knows it.
 
 torch's schedulers changed between the releases the package supports (``torch>=2.4``); each drop-in follows the
 torch it runs on. Every fact here is read off torch itself, an attribute it has or what its own code does on a
 tiny optimizer, never off a version string, and a private attribute torch lacks gives a documented fallback
-here rather than an ``AttributeError`` in a step. The rest of the package asks this module and nothing else.
+here rather than an ``AttributeError`` in a step. Every private name of torch the package uses is here too: the
+optimizer-step wrapper a scheduler installs, dynamo's hooks (``torchsched._compile``) and the raw CUDA stream
+(``torchsched._cuda``). The rest of the package asks this module and nothing else.
 """
 
 from __future__ import annotations
@@ -249,6 +251,12 @@ def cyclic_scale(ref: Any) -> tuple[str, float] | None:
     return None
 
 
+def foreach_norm(tensors: list[Tensor], ord: int, dtype: torch.dtype) -> list[Tensor]:
+    """Each tensor's norm of order ``ord``, computed in ``dtype``, in one fused kernel (torch._foreach_norm,
+    2.4 on)."""
+    return list(torch._foreach_norm(tensors, ord, dtype=dtype))
+
+
 _FOREACH_COPY: Any = getattr(torch, "_foreach_copy_", None)
 
 
@@ -259,6 +267,67 @@ def copy_all(dst: Sequence[Tensor], src: Sequence[Tensor]) -> None:
         return
     for d, s in zip(dst, src):
         d.copy_(s)
+
+
+# ---- the optimizer-step wrapper torch's LRScheduler installs ------------------------------------------------
+
+# torch marks its wrapper of ``optimizer.step`` with this attribute, and the wrapper sets ``optimizer._opt_called``
+# (its call-order warning reads both; the same names from 2.4 to 2.14).
+STEP_WRAPPED_ATTR = "_wrapped_by_lr_sched"
+OPT_CALLED_ATTR = "_opt_called"
+
+
+def step_wrapped(step: Any) -> bool:
+    """Whether ``optimizer.step`` is a scheduler's wrapper (torch's or one made like it)."""
+    return hasattr(step, STEP_WRAPPED_ATTR)  # (as torch's own test reads it)
+
+
+def optimizer_stepped(optimizer: Any) -> bool:
+    """Whether the wrapper saw ``optimizer.step()`` called."""
+    return bool(getattr(optimizer, OPT_CALLED_ATTR, False))
+
+
+def mark_step_wrapper(wrapper: Any) -> None:
+    setattr(wrapper, STEP_WRAPPED_ATTR, True)
+
+
+def mark_optimizer_stepped(optimizer: Any) -> None:
+    setattr(optimizer, OPT_CALLED_ATTR, True)
+
+
+# ---- dynamo (torch.compile, torchsched._compile) -------------------------------------------------------
+
+def dynamo_substitutes_methods() -> bool:
+    """Whether dynamo takes a substitute for a C method called on an object (``sched.step()``), not only for a C
+    function: read off dynamo's own code (torch 2.13 does, 2.9 does not). Called lazily: it imports dynamo."""
+    try:
+        from torch._dynamo.variables.user_defined import UserDefinedObjectVariable
+        return "is_polyfilled_callable" in UserDefinedObjectVariable.call_method.__code__.co_names
+    except (ImportError, AttributeError):
+        return False
+
+
+try:  # private in torch (what torch._dynamo.skip uses; 2.9 has it, 2.4 not)
+    from torch._C._dynamo.eval_frame import (  # type: ignore[attr-defined,import-not-found,unused-ignore]
+        _FrameAction, _FrameExecStrategy, set_code_exec_strategy as _set_code_exec_strategy)
+    _RUN_AS_IS: Any = _FrameExecStrategy(_FrameAction.SKIP, _FrameAction.SKIP)
+except (ImportError, AttributeError, TypeError):
+    _RUN_AS_IS = None
+
+# Whether dynamo can be told to run a function's frames as they are (skip_code_exec_strategy).
+CAN_RUN_AS_IS: bool = _RUN_AS_IS is not None
+
+
+def set_run_as_is(code: Any) -> None:
+    """Dynamo runs frames of ``code`` without compiling them (only where CAN_RUN_AS_IS)."""
+    _set_code_exec_strategy(code, _RUN_AS_IS)
+
+
+# ---- CUDA ----------------------------------------------------------------------------------------------
+
+# The current stream's cudaStream_t as an integer, without building a Stream object (the hot path); None where
+# the installed torch lacks it (then torch.cuda.current_stream(device).cuda_stream).
+raw_current_stream: Any = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
 # ---- warnings: where torch's own say they come from ----------------------------------------------------
