@@ -381,3 +381,18 @@ def test_torch_private_names_are_read_in_one_module() -> None:
     assert found == {}
     compat = (root / "_torch_compat.py").read_text()
     assert private.search(compat)  # (the scan finds what it looks for)
+
+
+@pytest.mark.parametrize("ord", [1, 2])
+def test_foreach_norm_fallback_equals_the_fused_norms(ord: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where torch has no _foreach_norm, the per-tensor norms give the same values in the same dtype."""
+    from torchsched import _torch_compat as compat
+
+    gen = torch.Generator().manual_seed(ord)
+    tensors = [torch.randn(5, 3, generator=gen), torch.randn(7, generator=gen) * 1e3, torch.zeros(2)]
+    fused = compat.foreach_norm(tensors, ord, torch.float64)
+    monkeypatch.setattr(compat, "_FOREACH_NORM", None)
+    plain = compat.foreach_norm(tensors, ord, torch.float64)
+    assert [t.dtype for t in plain] == [torch.float64] * 3
+    torch.testing.assert_close(torch.stack(plain), torch.stack(fused), rtol=1e-12, atol=0.0)
+    assert float(plain[2]) == 0.0 and float(plain[1]) > float(plain[0]) > 0.0

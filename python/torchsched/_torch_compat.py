@@ -251,10 +251,15 @@ def cyclic_scale(ref: Any) -> tuple[str, float] | None:
     return None
 
 
+_FOREACH_NORM: Any = getattr(torch, "_foreach_norm", None)
+
+
 def foreach_norm(tensors: list[Tensor], ord: int, dtype: torch.dtype) -> list[Tensor]:
-    """Each tensor's norm of order ``ord``, computed in ``dtype``, in one fused kernel (torch._foreach_norm,
-    2.4 on)."""
-    return list(torch._foreach_norm(tensors, ord, dtype=dtype))
+    """Each tensor's norm of order ``ord``, computed in ``dtype``: one fused kernel where torch has
+    _foreach_norm, else one vector_norm each."""
+    if _FOREACH_NORM is not None:
+        return list(_FOREACH_NORM(tensors, ord, dtype=dtype))
+    return [torch.linalg.vector_norm(t, ord, dtype=dtype) for t in tensors]
 
 
 _FOREACH_COPY: Any = getattr(torch, "_foreach_copy_", None)
@@ -314,7 +319,7 @@ try:  # private in torch (what torch._dynamo.skip uses; 2.9 has it, 2.4 not)
 except (ImportError, AttributeError, TypeError):
     _RUN_AS_IS = None
 
-# Whether dynamo can be told to run a function's frames as they are (skip_code_exec_strategy).
+# Whether dynamo can be told to run a function's frames as they are, without compiling them.
 CAN_RUN_AS_IS: bool = _RUN_AS_IS is not None
 
 
